@@ -1,0 +1,31 @@
+# Short names for the README's commands. Each target sets up what it needs first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DATA   := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data train test bench
+
+setup: $(VENV)/.installed
+
+# torch==2.13.0 first: it is the CPU build; an open range would fetch a multi-GB CUDA build.
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+# Real Fashion-MNIST from Debian's package (as root); elsewhere train.py downloads it.
+data:
+	@if [ ! -d $(DATA) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && apt-get install -y -q dataset-fashion-mnist; fi
+
+train: setup data
+	$(PY) train.py $(ARGS)
+
+test: setup data
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q $(ARGS)
+
+bench: setup data
+	$(PY) benchmarks/bench_cpu.py

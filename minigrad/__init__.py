@@ -1,0 +1,29 @@
+"""minigrad: a small autograd engine on NumPy and CuPy.
+
+    import minigrad as mg
+    x = mg.tensor([[1.0, 2.0]], requires_grad=True)
+    (x * x).sum().backward()      # x.grad == 2 x
+"""
+import numpy
+
+from . import backend, nn, ops
+from .gradcheck import GradcheckError, gradcheck
+from .nn import functional
+from .ops import cat, stack
+from .random import manual_seed
+from .serialization import load, save
+from .tensor import Function, Tensor, is_grad_enabled, no_grad, tensor
+
+float32 = numpy.float32
+float64 = numpy.float64
+
+
+def cuda_is_available():
+    """True when CuPy imports and sees a GPU."""
+    return backend.cuda_is_available()
+
+
+__all__ = ["Tensor", "tensor", "Function", "no_grad", "is_grad_enabled", "manual_seed",
+           "gradcheck", "GradcheckError", "save", "load", "cat", "stack", "nn", "functional",
+           "ops", "backend", "cuda_is_available"]
+__version__ = "0.1.0"

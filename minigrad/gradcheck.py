@@ -1,0 +1,55 @@
+"""``gradcheck``: compare backward() with central differences, in float64."""
+import numpy as np
+
+from . import backend
+from .tensor import Tensor
+
+
+class GradcheckError(AssertionError):
+    pass
+
+
+def numerical_grad(fn, inputs, index, weights, eps):
+    """d sum(weights * fn(inputs)) / d inputs[index] by central differences."""
+    array = inputs[index].data
+    grad = np.zeros(array.shape, dtype=np.float64)
+    flat = array.reshape(-1)  # a view: writes change the input in place
+    for position in range(flat.size):
+        original = flat[position].item()
+        flat[position] = original + eps
+        plus = float((backend.to_numpy(fn(*inputs).data) * weights).sum())
+        flat[position] = original - eps
+        minus = float((backend.to_numpy(fn(*inputs).data) * weights).sum())
+        flat[position] = original
+        grad.reshape(-1)[position] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
+    """Check ``fn``'s gradients for every input that requires grad; True, or GradcheckError.
+
+    ``inputs`` are float64 tensors; ``fn(*inputs)`` returns a tensor. The output
+    is reduced with fixed random weights so every output element is checked.
+    """
+    inputs = list(inputs)
+    for position, value in enumerate(inputs):
+        if isinstance(value, Tensor) and value.requires_grad and value.dtype != np.float64:
+            raise ValueError(f"gradcheck: input {position} is {value.dtype}; use float64 for central differences")
+    output = fn(*inputs)
+    weights = np.random.default_rng(seed).standard_normal(output.shape)
+    for value in inputs:
+        if isinstance(value, Tensor):
+            value.grad = None
+    xp = backend.array_module(output.data)
+    output.backward(xp.asarray(weights, dtype=output.dtype))
+    for position, value in enumerate(inputs):
+        if not (isinstance(value, Tensor) and value.requires_grad):
+            continue
+        expected = numerical_grad(fn, inputs, position, weights, eps)
+        actual = np.zeros(value.shape) if value.grad is None else backend.to_numpy(value.grad.data)
+        if not np.allclose(actual, expected, atol=atol, rtol=rtol):
+            worst = np.unravel_index(np.argmax(np.abs(actual - expected)), expected.shape) if expected.ndim else ()
+            raise GradcheckError(
+                f"gradcheck: gradient of input {position} (shape {value.shape}) differs from central "
+                f"differences; worst at {worst}: backward {actual[worst]}, numerical {expected[worst]}")
+    return True

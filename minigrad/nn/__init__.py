@@ -1,0 +1,9 @@
+"""Layers (``mg.nn``): Module, Parameter and the building blocks of a network."""
+from . import functional, init
+from .layers import (AvgPool2d, Conv2d, CrossEntropyLoss, Dropout, Flatten, Identity, LeakyReLU,
+                     Linear, MaxPool2d, MSELoss, ReLU, Sequential, Sigmoid, Tanh)
+from .module import Module, Parameter
+
+__all__ = ["functional", "init", "Module", "Parameter", "Linear", "Conv2d", "ReLU", "LeakyReLU",
+           "Sigmoid", "Tanh", "Flatten", "Dropout", "MaxPool2d", "AvgPool2d", "Identity",
+           "Sequential", "CrossEntropyLoss", "MSELoss"]

@@ -1,0 +1,359 @@
+"""The differentiable ops, each with its local derivative beside its forward.
+
+Every op is a ``Function``: ``forward`` computes on raw arrays, ``backward``
+maps d loss / d output to d loss / d input for each input. Elementwise ops
+return gradients in the broadcast shape; the engine sums them back down.
+"""
+import numpy as np
+
+from . import backend
+from .tensor import Function, Tensor, unbroadcast
+
+
+def _xp(array):
+    return backend.array_module(array)
+
+
+# ----- arithmetic -------------------------------------------------------------------
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, grad):  # d(a+b)/da = 1, d(a+b)/db = 1
+        return grad, grad
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, grad):
+        return grad, -grad
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, grad):  # d(ab)/da = b, d(ab)/db = a
+        need_a, need_b = self.needs_input_grad
+        return (grad * self.b if need_a else None,
+                grad * self.a if need_b else None)
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, grad):  # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
+        need_a, need_b = self.needs_input_grad
+        grad_a = grad / self.b
+        return (grad_a if need_a else None,
+                -grad_a * self.a / self.b if need_b else None)
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, grad):
+        return -grad
+
+
+class Pow(Function):
+    def forward(self, base, exponent):
+        self.base, self.exponent = base, exponent
+        self.out = base ** exponent
+        return self.out
+
+    def backward(self, grad):  # d(b^e)/db = e b^(e-1), d(b^e)/de = b^e log b
+        need_base, need_exponent = self.needs_input_grad
+        grad_base = grad * self.exponent * self.base ** (self.exponent - 1) if need_base else None
+        grad_exponent = grad * self.out * _xp(self.out).log(self.base) if need_exponent else None
+        return grad_base, grad_exponent
+
+
+class MatMul(Function):
+    """a @ b with NumPy's rules: 1-D operands are promoted, leading axes broadcast."""
+
+    def forward(self, a, b):
+        if a.ndim == 0 or b.ndim == 0 or a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match "
+                             f"(the last axis of the first must equal the second-to-last of the second)")
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, grad):  # d(ab)/da = grad b^T, d(ab)/db = a^T grad
+        a, b = self.a, self.b
+        xp = _xp(grad)
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        grad2 = grad
+        if a.ndim == 1:
+            grad2 = xp.expand_dims(grad2, -2)
+        if b.ndim == 1:
+            grad2 = xp.expand_dims(grad2, -1)
+        need_a, need_b = self.needs_input_grad
+        grad_a = (grad2 @ xp.swapaxes(b2, -1, -2)) if need_a else None
+        grad_b = (xp.swapaxes(a2, -1, -2) @ grad2) if need_b else None
+        if grad_a is not None and a.ndim == 1:
+            grad_a = unbroadcast(grad_a, (1,) + a.shape).reshape(a.shape)
+        if grad_b is not None and b.ndim == 1:
+            grad_b = unbroadcast(grad_b, b.shape + (1,)).reshape(b.shape)
+        return grad_a, grad_b
+
+
+# ----- reductions -------------------------------------------------------------------
+def _expand_reduced(grad, shape, axis, keepdims):
+    """Put back the axes a reduction removed, so ``grad`` broadcasts against the input."""
+    if axis is None or keepdims:
+        return grad if keepdims else grad.reshape((1,) * len(shape))
+    axes = (axis,) if isinstance(axis, int) else axis
+    axes = sorted(a % len(shape) for a in axes)
+    for a in axes:
+        grad = _xp(grad).expand_dims(grad, a)
+    return grad
+
+
+class Sum(Function):
+    def forward(self, a, axis=None, keepdims=False):
+        self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
+        return a.sum(axis=axis, keepdims=keepdims)
+
+    def backward(self, grad):  # every input element contributes once
+        grad = _expand_reduced(grad, self.shape, self.axis, self.keepdims)
+        return _xp(grad).broadcast_to(grad, self.shape)
+
+
+class Mean(Function):
+    def forward(self, a, axis=None, keepdims=False):
+        self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
+        out = a.mean(axis=axis, keepdims=keepdims)
+        self.count = a.size // max(out.size, 1) if a.size else 1
+        return out
+
+    def backward(self, grad):  # each element contributes 1/count
+        grad = _expand_reduced(grad, self.shape, self.axis, self.keepdims) / self.count
+        return _xp(grad).broadcast_to(grad, self.shape)
+
+
+class Max(Function):
+    def forward(self, a, axis=None, keepdims=False):
+        self.a, self.axis, self.keepdims = a, axis, keepdims
+        self.out = a.max(axis=axis, keepdims=True)
+        return self.out if keepdims else self.out.reshape(a.max(axis=axis).shape)
+
+    def backward(self, grad):  # the gradient goes to the maxima, split evenly between ties
+        winners = (self.a == self.out).astype(grad.dtype)
+        winners /= winners.sum(axis=self.axis, keepdims=True)
+        return winners * _expand_reduced(grad, self.a.shape, self.axis, self.keepdims)
+
+
+# ----- shapes -----------------------------------------------------------------------
+class Reshape(Function):
+    def forward(self, a, shape):
+        self.shape = a.shape
+        try:
+            return a.reshape(shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} "
+                             f"({a.size} elements) into {tuple(shape)}") from None
+
+    def backward(self, grad):
+        return grad.reshape(self.shape)
+
+
+class Permute(Function):
+    def forward(self, a, axes):
+        if sorted(x % a.ndim for x in axes) != list(range(a.ndim)):
+            raise ValueError(f"permute: {tuple(axes)} is not a permutation of the {a.ndim} axes of {a.shape}")
+        self.axes = axes
+        return a.transpose(axes)
+
+    def backward(self, grad):  # apply the inverse permutation
+        return grad.transpose(np.argsort([x % grad.ndim for x in self.axes]))
+
+
+def flatten(tensor, start_dim=0, end_dim=-1):
+    """Merge axes start_dim..end_dim into one (PyTorch's flatten)."""
+    shape = tensor.shape
+    start, end = start_dim % len(shape), end_dim % len(shape)
+    merged = int(np.prod(shape[start:end + 1]))
+    return Reshape.apply(tensor, shape=shape[:start] + (merged,) + shape[end + 1:])
+
+
+class GetItem(Function):
+    def forward(self, a, index):
+        self.shape, self.dtype, self.index = a.shape, a.dtype, index
+        return a[index]
+
+    def backward(self, grad):  # scatter back; repeated integer indices add up
+        xp = _xp(grad)
+        full = xp.zeros(self.shape, dtype=grad.dtype)
+        backend.scatter_add(full, self.index, grad)
+        return full
+
+
+def getitem(tensor, index):
+    """tensor[index] for basic slices and integer (or boolean) arrays, with tensors as indices."""
+    if isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    elif isinstance(index, Tensor):
+        index = index.data
+    try:
+        return GetItem.apply(tensor, index=index)
+    except IndexError as error:
+        raise IndexError(f"getitem: index {index!r} is out of range for shape {tensor.shape}: {error}") from None
+
+
+class Concatenate(Function):
+    def forward(self, *arrays, axis=0):
+        self.axis = axis
+        self.sizes = [a.shape[axis] for a in arrays]
+        return _xp(arrays[0]).concatenate(arrays, axis=axis)
+
+    def backward(self, grad):
+        splits = np.cumsum(self.sizes)[:-1]
+        return tuple(_xp(grad).split(grad, splits, axis=self.axis))
+
+
+class Stack(Function):
+    def forward(self, *arrays, axis=0):
+        self.axis = axis
+        return _xp(arrays[0]).stack(arrays, axis=axis)
+
+    def backward(self, grad):
+        xp = _xp(grad)
+        return tuple(xp.take(grad, i, axis=self.axis) for i in range(grad.shape[self.axis]))
+
+
+def cat(tensors, axis=0):
+    """Join tensors along an existing axis."""
+    return Concatenate.apply(*tensors, axis=axis)
+
+
+def stack(tensors, axis=0):
+    """Join tensors along a new axis."""
+    return Stack.apply(*tensors, axis=axis)
+
+
+# ----- elementwise functions --------------------------------------------------------
+class Exp(Function):
+    def forward(self, a):
+        self.out = _xp(a).exp(a)
+        return self.out
+
+    def backward(self, grad):  # d e^a = e^a
+        return grad * self.out
+
+
+class Log(Function):
+    def forward(self, a):
+        self.a = a
+        return _xp(a).log(a)
+
+    def backward(self, grad):  # d log a = 1/a
+        return grad / self.a
+
+
+class Sqrt(Function):
+    def forward(self, a):
+        self.out = _xp(a).sqrt(a)
+        return self.out
+
+    def backward(self, grad):  # d sqrt(a) = 1 / (2 sqrt(a))
+        return grad / (2 * self.out)
+
+
+class Abs(Function):
+    def forward(self, a):
+        self.a = a
+        return _xp(a).abs(a)
+
+    def backward(self, grad):  # sign(a), 0 at 0 as in PyTorch
+        return grad * _xp(grad).sign(self.a)
+
+
+class ReLU(Function):
+    def forward(self, a):
+        self.positive = a > 0
+        return a * self.positive
+
+    def backward(self, grad):  # 1 where a > 0, else 0
+        return grad * self.positive
+
+
+class LeakyReLU(Function):
+    def forward(self, a, negative_slope=0.01):
+        self.slope = _xp(a).where(a > 0, 1, negative_slope).astype(a.dtype)
+        return a * self.slope
+
+    def backward(self, grad):
+        return grad * self.slope
+
+
+class Sigmoid(Function):
+    def forward(self, a):
+        xp = _xp(a)
+        # exp of a non-positive number only, so it never overflows
+        e = xp.exp(-xp.abs(a))
+        self.out = xp.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype)
+        return self.out
+
+    def backward(self, grad):  # s (1 - s)
+        return grad * self.out * (1 - self.out)
+
+
+class Tanh(Function):
+    def forward(self, a):
+        self.out = _xp(a).tanh(a)
+        return self.out
+
+    def backward(self, grad):  # 1 - tanh^2
+        return grad * (1 - self.out * self.out)
+
+
+class Softmax(Function):
+    def forward(self, a, axis=-1):
+        xp = _xp(a)
+        shifted = xp.exp(a - a.max(axis=axis, keepdims=True))
+        self.out = shifted / shifted.sum(axis=axis, keepdims=True)
+        self.axis = axis
+        return self.out
+
+    def backward(self, grad):  # s * (grad - sum(grad * s))
+        s = self.out
+        return s * (grad - (grad * s).sum(axis=self.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    def forward(self, a, axis=-1):
+        xp = _xp(a)
+        shifted = a - a.max(axis=axis, keepdims=True)
+        self.out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        self.axis = axis
+        return self.out
+
+    def backward(self, grad):  # grad - softmax * sum(grad)
+        return grad - _xp(grad).exp(self.out) * grad.sum(axis=self.axis, keepdims=True)
+
+
+# ----- moving between devices and dtypes (differentiable) ---------------------------
+class ToDevice(Function):
+    def forward(self, a, device):
+        self.source = backend.device_of(a)
+        return backend.to_device(a, device)
+
+    def backward(self, grad):
+        return backend.to_device(grad, self.source)
+
+
+class Cast(Function):
+    def forward(self, a, dtype):
+        self.source = a.dtype
+        return a.astype(dtype)
+
+    def backward(self, grad):
+        return grad.astype(self.source)
