@@ -13,12 +13,17 @@ from ..tensor import Tensor
 
 
 class Parameter(Tensor):
-    """A tensor that a Module trains: a leaf that requires a gradient."""
+    """A tensor that a Module trains: a leaf that requires a gradient.
 
-    __slots__ = ()
+    ``mask`` is None, or a Tensor of 0s and 1s of the same shape set by pruning
+    (``mg.prune``): optimizers keep the masked entries, and their momentum, at zero.
+    """
+
+    __slots__ = ("mask",)
 
     def __init__(self, data, requires_grad=True):
         super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
+        self.mask = None
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
