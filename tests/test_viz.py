@@ -12,7 +12,7 @@ def test_graph_of_a_linear_layer_has_the_expected_nodes_and_edges():
     layer = mg.nn.Linear(4, 3)
     out = mg.functional.relu(layer(mg.tensor(np.ones((5, 4), dtype=np.float32)))).sum()
     dot = mg.viz.to_dot(out, dict(layer.named_parameters()))
-    labels = dict(re.findall(r'(n\d+) \[label="([^"]*)"', dot))
+    labels = dict(re.findall(r'^  (n\d+) \[label="([^"]*)"', dot, re.MULTILINE))
     edges = set(re.findall(r"(n\d+) -> (n\d+)", dot))
     by_label = {label: node for node, label in labels.items()}
     assert set(labels.values()) == {"output ()", "Sum", "ReLU", "Linear", "(5, 4)", "weight\\n(3, 4)", "bias\\n(3,)"}
