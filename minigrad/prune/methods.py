@@ -94,36 +94,39 @@ class Identity(BasePruningMethod):
         return [mask.copy() for mask in masks]
 
 
-class L1Unstructured(BasePruningMethod):
+class _RankedUnstructured(BasePruningMethod):
+    """Prunes ``amount`` of the unpruned entries: those whose ranking scores are smallest."""
+
+    def __init__(self, amount):
+        _validate_amount(self.op_name, amount)
+        self.amount = amount
+
+    def ranking(self, scores, masks):
+        raise NotImplementedError
+
+    def compute_masks(self, scores, masks):
+        available = sum(int((mask != 0).sum()) for mask in masks)
+        count = _count_to_prune(self.op_name, self.amount, available, "entries")
+        return selection.prune_smallest(self.ranking(scores, masks), masks, count)
+
+
+class L1Unstructured(_RankedUnstructured):
     """Prunes the ``amount`` unpruned entries of smallest absolute value."""
 
     op_name = "l1_unstructured"
 
-    def __init__(self, amount):
-        _validate_amount(self.op_name, amount)
-        self.amount = amount
-
-    def compute_masks(self, scores, masks):
-        available = sum(int((mask != 0).sum()) for mask in masks)
-        count = _count_to_prune(self.op_name, self.amount, available, "entries")
-        return selection.prune_smallest(scores, masks, count)
+    def ranking(self, scores, masks):
+        return scores  # prune_smallest ranks by |score|
 
 
-class RandomUnstructured(BasePruningMethod):
+class RandomUnstructured(_RankedUnstructured):
     """Prunes ``amount`` unpruned entries chosen uniformly at random (minigrad's seeded generator)."""
 
     op_name = "random_unstructured"
 
-    def __init__(self, amount):
-        _validate_amount(self.op_name, amount)
-        self.amount = amount
-
-    def compute_masks(self, scores, masks):
-        available = sum(int((mask != 0).sum()) for mask in masks)
-        count = _count_to_prune(self.op_name, self.amount, available, "entries")
-        draws = [backend.to_device(random.generator().random(mask.shape, dtype=np.float32),
-                                   backend.device_of(mask)) for mask in masks]
-        return selection.prune_smallest(draws, masks, count)
+    def ranking(self, scores, masks):
+        return [backend.to_device(random.generator().random(mask.shape, dtype=np.float32), backend.device_of(mask))
+                for mask in masks]
 
 
 class Threshold(BasePruningMethod):

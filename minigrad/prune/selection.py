@@ -81,8 +81,11 @@ def kth_smallest_numpy(scores, masks, k):
 
 def mask_from_threshold_numpy(scores, masks, keep_from_bits):
     """Twin of ``mask_from_threshold``: new mask = candidate AND bits(|score|) >= keep_from_bits."""
-    return [((mask != 0) & (magnitude_bits(score) >= keep_from_bits)).astype(mask.dtype)
-            for score, mask in zip(scores, masks)]
+    new_masks = []
+    for score, mask in zip(scores, masks):
+        bits = magnitude_bits(score)
+        new_masks.append(((mask != 0) & (bits >= bits.dtype.type(keep_from_bits))).astype(mask.dtype))
+    return new_masks
 
 
 def apply_mask_numpy(values, masks):
