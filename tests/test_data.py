@@ -75,7 +75,8 @@ def test_len_matches_the_batches_yielded(num_samples, batch_size, drop_last, shu
     assert len(loader) == expected
     assert all(size == batch_size for size in sizes[:-1])
     if sizes:
-        assert sizes[-1] == (batch_size if drop_last else num_samples - batch_size * (len(sizes) - 1))
+        remainder = num_samples - batch_size * (len(sizes) - 1)
+        assert sizes[-1] == (batch_size if drop_last else remainder)
 
 
 def test_no_shuffle_is_the_natural_order():

@@ -62,7 +62,8 @@ def valid_images():
     (bytes.fromhex("01000803") + bytes(8), "bad magic number 0x01000803"),
     (bytes.fromhex("00000f01") + bytes(8), "bad magic number 0x00000f01"),
     (bytes.fromhex("00000803") + bytes(6), "truncated header: 3 dimensions need 16 bytes"),
-    (valid_images()[:-5], r"truncated: shape \(2, 3, 3\) of uint8 needs 18 bytes of data, found 13"),
+    (valid_images()[:-5], r"truncated: shape \(2, 3, 3\) of uint8 needs 18 bytes of data, "
+                          r"found 13"),
     (valid_images() + b"\x00", "1 unexpected bytes after the data"),
 ])
 def test_broken_files_are_rejected_by_name(tmp_path, content, message):
@@ -206,9 +207,11 @@ def test_missing_files_without_download_list_the_folders(tmp_path, monkeypatch):
 def test_download_into_the_cache_from_the_first_mirror_that_works(tmp_path, monkeypatch):
     images, labels = tiny_split(9)
     write_split(tmp_path / "server", images, labels)
-    files = {name: (tmp_path / "server" / name).read_bytes() for name in os.listdir(tmp_path / "server")}
+    server = tmp_path / "server"
+    files = {name: (server / name).read_bytes() for name in os.listdir(server)}
     monkeypatch.setenv("MINIGRAD_DATA", str(tmp_path / "cache"))
-    monkeypatch.setattr(TinyMNIST, "sha256", {name: sha256_hex(data) for name, data in files.items()})
+    monkeypatch.setattr(TinyMNIST, "sha256", {name: sha256_hex(content)
+                                              for name, content in files.items()})
     monkeypatch.setattr(TinyMNIST, "mirrors", ((tmp_path / "down").as_uri() + "/",
                                                (tmp_path / "server").as_uri() + "/"))
     dataset = TinyMNIST()
@@ -221,7 +224,8 @@ def test_download_into_the_cache_from_the_first_mirror_that_works(tmp_path, monk
 def test_failed_downloads_leave_the_cache_empty(tmp_path, monkeypatch):
     write_split(tmp_path / "server", *tiny_split())
     monkeypatch.setenv("MINIGRAD_DATA", str(tmp_path / "cache"))
-    monkeypatch.setattr(TinyMNIST, "sha256", {name: "0" * 64 for name in os.listdir(tmp_path / "server")})
+    wrong_digests = {name: "0" * 64 for name in os.listdir(tmp_path / "server")}
+    monkeypatch.setattr(TinyMNIST, "sha256", wrong_digests)
     monkeypatch.setattr(TinyMNIST, "mirrors", ((tmp_path / "server").as_uri() + "/",))
     with pytest.raises(OSError, match=r"could not download train-images-idx3-ubyte.gz:\n.*SHA-256"):
         TinyMNIST()

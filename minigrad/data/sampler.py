@@ -39,7 +39,8 @@ def epoch_permutation(num_samples, seed, epoch, device="cpu"):
     """
     if backend.normalize_device(device) == "cuda":
         cupy = backend.cupy()
-        return cupy.random.RandomState(seed + epoch).permutation(num_samples).astype(cupy.int64)
+        order = cupy.random.RandomState(seed + epoch).permutation(num_samples)
+        return order.astype(cupy.int64, copy=False)
     return np.random.default_rng(seed + epoch).permutation(num_samples)
 
 
