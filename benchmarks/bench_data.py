@@ -155,12 +155,16 @@ def main():
                         help="'all' runs the GPU part only when CuPy sees a GPU")
     parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST files")
     parser.add_argument("--output-dir", default=RESULTS)
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch intra-op threads (1: single-threaded like NumPy's gather, and "
+                             "no spin-waiting when other processes share the cores)")
     args = parser.parse_args()
 
     train = FashionMNIST(root=args.data_dir, train=True)
     machine = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform()}
     try:
         import torch
+        torch.set_num_threads(args.torch_threads)
         machine["torch_threads"] = torch.get_num_threads()
     except ImportError:
         pass
