@@ -143,9 +143,15 @@ _REFERENCE_STEPS = types.SimpleNamespace(
     gradient_sums=gradient_sums, input_gradient=input_gradient)
 
 
-def _steps_for(x):
-    """The CUDA kernels for float32 CuPy data, else the NumPy twins above (which also run on CuPy)."""
-    if backend.is_cupy_array(x) and x.dtype == np.float32:
+def _steps_for(x, *per_channel):
+    """The CUDA kernels for float32 CuPy data, else the NumPy twins above (which also run on CuPy).
+
+    The kernels update the running statistics in place, so those (and weight,
+    bias) must be contiguous float32 arrays too.
+    """
+    kernel_ready = all(values is None or (values.dtype == np.float32 and values.flags.c_contiguous)
+                       for values in per_channel)
+    if backend.is_cupy_array(x) and x.dtype == np.float32 and kernel_ready:
         from . import batchnorm_cuda
         return batchnorm_cuda
     return _REFERENCE_STEPS
@@ -188,7 +194,7 @@ class BatchNormFunction(Function):
 
     def forward(self, x, weight, bias, running_mean=None, running_var=None, training=False,
                 momentum=0.1, eps=1e-5, group=None):
-        steps = _steps_for(x)
+        steps = _steps_for(x, weight, bias, running_mean, running_var)
         self.group, self.training, self.steps, self.eps = group, training, steps, eps
         self.x, self.weight = x, weight
         if not training:  # backward derives invstd from these only if it runs
