@@ -102,12 +102,12 @@ def training_statistics(x, running_mean, running_var, momentum, eps, combine=Non
 def normalize(x, mean, invstd, weight, bias):
     """y = (x - mean) * invstd * weight + bias per channel; weight/bias may be None. Kernel: normalize."""
     ndim = x.ndim
-    y = (x - _per_channel(mean, ndim)) * _per_channel(invstd, ndim)
-    if weight is not None:
-        y = y * _per_channel(weight, ndim)
+    scale = invstd if weight is None else invstd * weight
+    y = x - _per_channel(mean, ndim)  # a fresh array: the next steps work in place
+    y *= _per_channel(scale.astype(y.dtype, copy=False), ndim)
     if bias is not None:
-        y = y + _per_channel(bias, ndim)
-    return y.astype(x.dtype, copy=False)
+        y += _per_channel(bias.astype(y.dtype, copy=False), ndim)
+    return y
 
 
 def normalize_with_running_stats(x, running_mean, running_var, weight, bias, eps):
@@ -133,8 +133,11 @@ def input_gradient(grad_output, x, mean, invstd, weight, sum_dy, sum_dy_xhat, co
     if not training:
         return (grad_output * _per_channel(scale, ndim)).astype(x.dtype, copy=False)
     xhat = (x - _per_channel(mean, ndim)) * _per_channel(invstd, ndim)
-    centered = grad_output - _per_channel(sum_dy / count, ndim) - xhat * _per_channel(sum_dy_xhat / count, ndim)
-    return (centered * _per_channel(scale, ndim)).astype(x.dtype, copy=False)
+    xhat *= _per_channel(sum_dy_xhat / count, ndim)  # now xhat * mean(dy * xhat)
+    centered = grad_output - _per_channel(sum_dy / count, ndim)
+    centered -= xhat
+    centered *= _per_channel(scale, ndim)
+    return centered.astype(x.dtype, copy=False)
 
 
 _REFERENCE_STEPS = types.SimpleNamespace(
