@@ -36,6 +36,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 GPU_SHAPES = [(32, 64, 112, 112), (256, 256, 14, 14), (128, 2048, 7, 7), (8192, 1024)]
 CPU_SHAPE = (32, 64, 28, 28)
 PASSES = {"train forward": 3, "eval forward": 2, "backward": 5}  # bytes moved, in units of B
+BUSY_SIZE = 6144             # a BUSY_SIZE^2 matrix product (~8 ms) keeps the GPU busy while launches queue
+COPY_BYTES = 512 * 2 ** 20   # the device-to-device copy measured for the bandwidth reference
 MOMENTUM, EPS = 0.1, 1e-5
 
 
@@ -55,15 +57,15 @@ class _GpuTimer:
     def __init__(self, library, reps):
         self.library, self.reps = library, reps
         if library == "cupy":
-            import cupy
+            cupy = mg.backend.cupy()
             self.event, self.synchronize = cupy.cuda.Event, cupy.cuda.Stream.null.synchronize
-            self.busy_matrix = cupy.ones((6144, 6144), dtype=np.float32)
+            self.busy_matrix = cupy.ones((BUSY_SIZE, BUSY_SIZE), dtype=np.float32)
             self.elapsed = cupy.cuda.get_elapsed_time
         else:
             import torch
             self.event = lambda: torch.cuda.Event(enable_timing=True)
             self.synchronize = torch.cuda.synchronize
-            self.busy_matrix = torch.ones((6144, 6144), device="cuda")
+            self.busy_matrix = torch.ones((BUSY_SIZE, BUSY_SIZE), device="cuda")
             self.elapsed = lambda start, end: start.elapsed_time(end)
 
     def __call__(self, function):
@@ -85,10 +87,13 @@ class _GpuTimer:
 
 
 def _copy_bandwidth(timer, cupy):
-    """Device-to-device cudaMemcpy of 512 MiB: bytes read plus bytes written per second."""
-    source = cupy.ones(128 * 2 ** 20, dtype=np.float32)
+    """Device-to-device cudaMemcpy of COPY_BYTES: bytes read plus bytes written per second."""
+    from minigrad.nn.batchnorm_cuda import _address
+    source = cupy.ones(COPY_BYTES // 4, dtype=np.float32)
     target = cupy.empty_like(source)
-    milliseconds = timer(lambda: target.data.copy_from_device(source.data, source.nbytes))
+    device_to_device = 3  # cudaMemcpyDeviceToDevice
+    milliseconds = timer(lambda: cupy.cuda.runtime.memcpyAsync(_address(target), _address(source), source.nbytes,
+                                                               device_to_device, 0))
     return 2 * source.nbytes / milliseconds / 1e6
 
 

@@ -178,3 +178,45 @@ def test_layer_runs_on_the_kernels(device, rng):
                 layer.zero_grad()
             for kernel_value, numpy_value in zip(*outputs):
                 np.testing.assert_allclose(kernel_value, numpy_value, rtol=1e-4, atol=1e-4 * np.abs(numpy_value).max())
+
+
+def test_gpu_benchmark_runs_end_to_end_on_the_emulator(monkeypatch, tmp_path):
+    """benchmarks/bench_batchnorm.py's GPU path with a CPU stand-in for CuPy, tiny shapes and 3 reps,
+    so that a GPU run is not the first run (PyTorch's CUDA side is not exercised here)."""
+    import ctypes
+    import importlib.util
+    import json
+    import time
+    import types
+    from pathlib import Path
+
+    _Emulated(monkeypatch)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_batchnorm.py"
+    spec = importlib.util.spec_from_file_location("bench_batchnorm", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    class Event:
+        def record(self):
+            self.seconds = time.perf_counter()
+
+    runtime = types.SimpleNamespace(getDeviceProperties=lambda index: {"name": b"CPU emulator"},
+                                    runtimeGetVersion=lambda: 0, driverGetVersion=lambda: 0,
+                                    memcpyAsync=lambda target, source, size, kind, stream:
+                                    ctypes.memmove(target, source, size))
+    fake_cupy = types.SimpleNamespace(
+        __version__="emulated", ones=np.ones, zeros=np.zeros, empty_like=np.empty_like, asarray=np.asarray,
+        asnumpy=np.asarray, cuda=types.SimpleNamespace(
+            Event=Event, Stream=types.SimpleNamespace(null=types.SimpleNamespace(synchronize=lambda: None)),
+            get_elapsed_time=lambda start, end: 1000 * (end.seconds - start.seconds), runtime=runtime))
+    monkeypatch.setattr(backend, "cupy", lambda: fake_cupy)
+    monkeypatch.setattr(bench, "GPU_SHAPES", [(3, 5, 4, 4), (40, 8)])
+    monkeypatch.setattr(bench, "BUSY_SIZE", 8)
+    monkeypatch.setattr(bench, "COPY_BYTES", 2 ** 16)
+    bench.main(["--reps", "3", "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "batchnorm_cpu-emulator.json").read_text())
+    assert results["meta"]["card"] == "CPU emulator" and results["meta"]["copy_gb_s"] > 0
+    assert [(tuple(row["shape"]), row["pass"]) for row in results["results"]] == [
+        (shape, name) for shape in [(3, 5, 4, 4), (40, 8)] for name in bench.PASSES]
+    assert all(row["minigrad_us"] > 0 for row in results["results"])
+    assert "| (40, 8) | backward |" in (tmp_path / "batchnorm_cpu-emulator.md").read_text()
