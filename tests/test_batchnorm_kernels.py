@@ -87,6 +87,9 @@ def _check_every_step(device, shape, rng, misaligned=False):
     on_device = {name: device.to_device(values.copy()) for name, values in vectors.items()}
     x_device, grad_device = device.to_device(x), device.to_device(grad)
     momentum, eps = 0.1, 1e-5
+    # the twins run in float64 on the same float32 values: the reference is exact to float32's precision
+    x, grad = x.astype(np.float64), grad.astype(np.float64)
+    vectors = {name: values.astype(np.float64) for name, values in vectors.items()}
 
     # training statistics, fused finalize (running stats updated in the same launch)
     count, mean, invstd = batchnorm_cuda.training_statistics(
@@ -138,6 +141,17 @@ def test_every_kernel_matches_its_numpy_twin(device, rng):
 def test_unaligned_data_takes_the_scalar_kernels(device, rng):
     _check_every_step(device, (9, 12, 4, 4), rng, misaligned=True)
     _check_every_step(device, (70, 16), rng, misaligned=True)
+
+
+def test_long_chunks_walk_four_values_at_a_time(monkeypatch, rng):
+    """Few, long chunks: each thread takes the unrolled four-at-a-time walk and then the remainder."""
+    emulated = _Emulated(monkeypatch)
+    monkeypatch.setattr(batchnorm_cuda.device, "multiprocessors", 1)
+    monkeypatch.setattr(batchnorm_cuda, "UNITS_PER_THREAD", 16)
+    for shape in [(8, 2, 37, 41), (4, 3, 40, 44), (3000, 6)]:
+        layout = batchnorm_cuda._Layout(shape, ())
+        assert layout.geometry[4] > 4 * 256 or shape[2:] == ()  # chunk_units: more than four steps per thread
+        _check_every_step(emulated, shape, rng)
 
 
 def test_a_channel_spread_over_many_blocks_is_merged_once(monkeypatch, rng):
