@@ -126,8 +126,8 @@ def _check_every_step(device, shape, rng, misaligned=False):
     _close(sum_dy, sum_dy_ref, device, scale=np.sqrt(values_per_channel), rtol=1e-4)
     _close(sum_dy_xhat, sum_dy_xhat_ref, device, scale=np.sqrt(values_per_channel), rtol=1e-4)
     for training in (True, False):
-        dx = batchnorm_cuda.input_gradient(grad_device, x_device, mean, invstd, on_device["weight"], sum_dy,
-                                           sum_dy_xhat, count, training)
+        sums = (sum_dy, sum_dy_xhat, count) if training else (None, None, None)  # eval dx needs no sums
+        dx = batchnorm_cuda.input_gradient(grad_device, x_device, mean, invstd, on_device["weight"], *sums, training)
         dx_ref = reference.input_gradient(grad, x, mean_ref, invstd_ref, vectors["weight"], sum_dy_ref,
                                           sum_dy_xhat_ref, count_ref, training)
         _close(dx, dx_ref, device, scale=float(np.abs(dx_ref).max()), rtol=1e-4)

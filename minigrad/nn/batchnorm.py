@@ -213,8 +213,9 @@ class BatchNormFunction(Function):
         steps = self.steps
         if not self.training:
             self.invstd = 1 / backend.array_module(grad).sqrt(self.running_var + self.eps)
-        sum_dy, sum_dy_xhat = steps.gradient_sums(grad, self.x, self.mean, self.invstd)
-        grad_x = None
+        sum_dy = sum_dy_xhat = grad_x = None
+        if need_weight or need_bias or (need_x and self.training):  # eval-mode dx needs no sums
+            sum_dy, sum_dy_xhat = steps.gradient_sums(grad, self.x, self.mean, self.invstd)
         if need_x:
             total_dy, total_dy_xhat = sum_dy, sum_dy_xhat
             if self.training:
