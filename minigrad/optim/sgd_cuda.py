@@ -78,6 +78,7 @@ def build_table(items, state):
         flags |= FLAG_MAXIMIZE if group["maximize"] else 0
         mask = parameter_mask("SGD", parameter, index)
         if mask is not None:
+            original = mask
             if mask.dtype.itemsize == 1 and mask.dtype.kind in "bui":
                 flags |= FLAG_MASK_BYTE
             elif mask.dtype == param.dtype:
@@ -87,7 +88,8 @@ def build_table(items, state):
                 flags |= FLAG_MASK_BYTE
             if not mask.flags.c_contiguous:
                 mask = xp.ascontiguousarray(mask)
-            temporaries.append(mask)
+            if mask is not original:
+                temporaries.append(mask)
         vector_arrays = [param, grad, buffer] + ([mask] if flags & FLAG_MASK_SAME else [])
         if all(_address(array) % 16 == 0 for array in vector_arrays):
             flags |= FLAG_VECTORIZED
