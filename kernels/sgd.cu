@@ -8,7 +8,7 @@
 //       buf = first_step ? d : momentum * buf + (1 - dampening) * d      (only with momentum)
 //       d   = nesterov ? d + momentum * buf : buf                         (only with momentum)
 //       w   = w - lr * d
-//       w, buf = 0 where the mask is 0   (a pruned weight and its momentum stay exactly zero)
+//       w, buf = w * mask, buf * mask    (a pruned weight and its momentum stay exactly zero)
 //   Each multiply and add is rounded on its own (__fmul_rn, __fadd_rn: no fused multiply-add),
 //   so the result is the NumPy twin's, operation for operation.
 //
@@ -111,9 +111,9 @@ __device__ __forceinline__ void update_element(T& weight, T grad, T& buffer, boo
         direction = (h.flags & FLAG_NESTEROV) ? add(multiply(buffer, h.momentum), direction) : buffer;
     }
     weight = subtract(weight, multiply(direction, h.lr));
-    if (!keep) {
-        weight = T(0);
-        buffer = T(0);
+    if (!keep) {  // times the mask's 0, as NumPy's w *= mask does (so -0.0 stays -0.0)
+        weight = multiply(weight, T(0));
+        buffer = multiply(buffer, T(0));
     }
 }
 

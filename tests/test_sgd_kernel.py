@@ -329,8 +329,10 @@ def test_the_kernel_source_run_on_the_cpu_equals_the_twin_bit_for_bit(kernel_on_
         groups_at, chunks_at = n_entries * 56, n_entries * 56 + n_groups * 32
         kernel_on_cpu(int(dtype == np.float64), n_chunks, sgd_cuda.BLOCK_THREADS, table.ctypes.data,
                       table.ctypes.data + groups_at, table.ctypes.data + chunks_at, sgd_cuda.CHUNK_SIZE)
+        bits = np.uint32 if dtype == np.float32 else np.uint64  # compare bit patterns: -0.0 != 0.0
         for index, parameter in enumerate(parameters):
             message = f"parameter {index} of shape {parameter.shape}, step {step}"
-            np.testing.assert_array_equal(parameter.data, reference[index], err_msg=message)
+            np.testing.assert_array_equal(parameter.data.view(bits), reference[index].view(bits), err_msg=message)
             if buffers[index] is not None:
-                np.testing.assert_array_equal(state[parameter]["momentum_buffer"], buffers[index], err_msg=message)
+                np.testing.assert_array_equal(state[parameter]["momentum_buffer"].view(bits),
+                                              buffers[index].view(bits), err_msg=message)

@@ -16,7 +16,7 @@ parameter's device (NumPy or CuPy: the same code runs on both). A pruned
 parameter (``parameter.mask``) keeps its masked weights and moments at zero.
 """
 from .. import backend
-from .optimizer import Optimizer, parameter_mask, zero_where_pruned
+from .optimizer import Optimizer, parameter_mask, apply_mask
 
 
 class Adam(Optimizer):
@@ -87,7 +87,7 @@ class Adam(Optimizer):
         denominator = xp.sqrt(second_moment) / bias_correction2_sqrt
         denominator += eps
         param -= (lr / bias_correction1) * (exp_avg / denominator)
-        zero_where_pruned(mask, param, exp_avg, exp_avg_sq, state.get("max_exp_avg_sq"))
+        apply_mask(mask, param, exp_avg, exp_avg_sq, state.get("max_exp_avg_sq"))
 
 
 class AdamW(Adam):

@@ -9,9 +9,9 @@ For each parameter w with gradient g, with the group's options (PyTorch's order)
     d   = d + momentum * buf  if nesterov  else  buf      (only when momentum != 0)
     w   = w - lr * d
 
-and then, for a pruned parameter (``parameter.mask`` is not None, see ``mg.prune``)::
+and then, for a pruned parameter (``parameter.mask`` of 0s and 1s, see ``mg.prune``)::
 
-    w[mask == 0] = 0,  buf[mask == 0] = 0
+    w = w * mask,  buf = buf * mask
 
 so a pruned weight stays exactly zero: its gradient cannot revive it, and its
 momentum cannot carry an old gradient into a later step.
@@ -26,7 +26,7 @@ The same math runs in two places:
 import numpy as np
 
 from .. import backend
-from .optimizer import Optimizer, parameter_mask, zero_where_pruned
+from .optimizer import Optimizer, parameter_mask, apply_mask
 
 
 def sgd_update_reference(param, grad, momentum_buffer, mask, *, lr, momentum=0.0, dampening=0.0,
@@ -36,7 +36,7 @@ def sgd_update_reference(param, grad, momentum_buffer, mask, *, lr, momentum=0.0
 
     param, grad: arrays of one shape S (numpy or cupy). momentum_buffer: array of shape S,
     or None when momentum == 0; when ``first_step`` it is only written (buf = d).
-    mask: None, or an array of shape S whose zeros mark pruned entries (any dtype).
+    mask: None, or an array of shape S of 0s (pruned) and 1s, of any dtype.
     scratch: None, or two arrays of shape S and param's dtype to compute in, so that a
     training loop allocates nothing per step. ``grad`` is never modified.
     Each multiply and add is its own rounded operation, in the kernel's order.
@@ -72,7 +72,7 @@ def sgd_update_reference(param, grad, momentum_buffer, mask, *, lr, momentum=0.0
     # w = w - lr * d, computing lr * d in a scratch array (never in grad or the buffer)
     owned = direction is scratch[0] or direction is scratch[1]
     param -= xp.multiply(direction, lr, out=direction if owned else scratch[0])
-    zero_where_pruned(mask, param, momentum_buffer)
+    apply_mask(mask, param, momentum_buffer)
 
 
 class SGD(Optimizer):
