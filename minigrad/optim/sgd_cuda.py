@@ -34,85 +34,94 @@ GROUP_HYPERPARAMETERS = np.dtype([("lr", "<f8"), ("momentum", "<f8"), ("dampenin
 KERNEL_FOR_DTYPE = {np.dtype(np.float32): "sgd_update_float", np.dtype(np.float64): "sgd_update_double"}
 
 
-def _address(array):
-    """The device (or host) address of an array's first element; 0 for None."""
-    if array is None:
-        return 0
-    return int(array.data.ptr) if backend.is_cupy_array(array) else array.ctypes.data
+def _address_reader(xp):
+    """A function giving an array's first-element address: device (CuPy) or host (NumPy)."""
+    if xp is np:
+        return lambda array: array.__array_interface__["data"][0]
+    return lambda array: array.data.ptr
+
+
+def _entry(index, parameter, group, state, xp, address, temporaries):
+    """One table row (param, grad, buffer, mask addresses, numel, flags) of a parameter.
+
+    Makes whatever the kernel needs that is not there yet: a contiguous gradient of the
+    parameter's dtype, the momentum buffer (FIRST_STEP: the kernel writes it without
+    reading), a one-byte mask for a mask of another dtype.
+    """
+    param, grad = parameter.data, parameter.grad.data
+    if not param.flags.c_contiguous:
+        raise ValueError(f"SGD: parameter {index} (shape {parameter.shape}) is not contiguous; "
+                         f"the fused GPU update needs contiguous parameters")
+    if grad.dtype != param.dtype or not grad.flags.c_contiguous:
+        grad = xp.ascontiguousarray(grad, dtype=param.dtype)
+        temporaries.append(grad)
+    flags = (FLAG_NESTEROV if group["nesterov"] else 0) | (FLAG_MAXIMIZE if group["maximize"] else 0)
+    buffer_address = mask_address = 0
+    if group["momentum"] != 0:
+        flags |= FLAG_MOMENTUM
+        parameter_state = state.setdefault(parameter, {})
+        buffer = parameter_state.get("momentum_buffer")
+        if buffer is None:
+            buffer = parameter_state["momentum_buffer"] = xp.empty_like(param)
+            flags |= FLAG_FIRST_STEP
+        elif buffer.dtype != param.dtype or buffer.shape != param.shape or not buffer.flags.c_contiguous:
+            raise ValueError(f"SGD: the momentum buffer of parameter {index} has shape {buffer.shape} "
+                             f"and dtype {buffer.dtype}; expected a contiguous {param.dtype} array "
+                             f"of shape {param.shape}")
+        buffer_address = address(buffer)
+    mask = given_mask = parameter_mask("SGD", parameter, index)
+    if mask is not None:
+        if mask.dtype == param.dtype:
+            flags |= FLAG_MASK_SAME
+        else:
+            flags |= FLAG_MASK_BYTE
+            if not (mask.dtype.itemsize == 1 and mask.dtype.kind in "bui"):
+                mask = mask != 0
+        if not mask.flags.c_contiguous:
+            mask = xp.ascontiguousarray(mask)
+        if mask is not given_mask:
+            temporaries.append(mask)
+        mask_address = address(mask)
+    return address(param), address(grad), buffer_address, mask_address, param.size, flags
 
 
 def build_table(items, state):
     """The host table for one dtype. items: (index, parameter, group) with a gradient.
 
-    Creates missing momentum buffers in ``state`` (flagged FIRST_STEP, so the kernel
-    writes them without reading). Returns (table bytes, entry count, group count,
-    chunk count, temporaries that must live until the launch is queued). Works on
-    NumPy arrays too (host addresses), which is how the CPU tests check the table.
+    Returns (table bytes, entry count, group count, chunk count, temporaries that must
+    live until the launch is queued). Works on NumPy arrays too (host addresses), which
+    is how the CPU tests check the table.
     """
-    group_row = {}
-    rows, temporaries = [], []
+    group_row, rows, groups_of_rows, temporaries = {}, [], [], []
+    xp = backend.array_module(items[0][1].data) if items else np
+    address = _address_reader(xp)
     for index, parameter, group in items:
-        param, grad = parameter.data, parameter.grad.data
-        xp = backend.array_module(param)
-        if param.size == 0:
-            continue
-        if not param.flags.c_contiguous:
-            raise ValueError(f"SGD: parameter {index} (shape {parameter.shape}) is not contiguous; "
-                             f"the fused GPU update needs contiguous parameters")
-        if grad.dtype != param.dtype or not grad.flags.c_contiguous:
-            grad = xp.ascontiguousarray(grad, dtype=param.dtype)
-            temporaries.append(grad)
-        flags, buffer = 0, None
-        if group["momentum"] != 0:
-            flags |= FLAG_MOMENTUM
-            parameter_state = state.setdefault(parameter, {})
-            buffer = parameter_state.get("momentum_buffer")
-            if buffer is None:
-                buffer = parameter_state["momentum_buffer"] = xp.empty_like(param)
-                flags |= FLAG_FIRST_STEP
-            elif buffer.dtype != param.dtype or not buffer.flags.c_contiguous or buffer.shape != param.shape:
-                raise ValueError(f"SGD: the momentum buffer of parameter {index} has shape {buffer.shape} "
-                                 f"and dtype {buffer.dtype}; expected a contiguous {param.dtype} array "
-                                 f"of shape {param.shape}")
-        flags |= FLAG_NESTEROV if group["nesterov"] else 0
-        flags |= FLAG_MAXIMIZE if group["maximize"] else 0
-        mask = parameter_mask("SGD", parameter, index)
-        if mask is not None:
-            original = mask
-            if mask.dtype.itemsize == 1 and mask.dtype.kind in "bui":
-                flags |= FLAG_MASK_BYTE
-            elif mask.dtype == param.dtype:
-                flags |= FLAG_MASK_SAME
-            else:
-                mask = mask != 0
-                flags |= FLAG_MASK_BYTE
-            if not mask.flags.c_contiguous:
-                mask = xp.ascontiguousarray(mask)
-            if mask is not original:
-                temporaries.append(mask)
-        vector_arrays = [param, grad, buffer] + ([mask] if flags & FLAG_MASK_SAME else [])
-        if all(_address(array) % 16 == 0 for array in vector_arrays):
-            flags |= FLAG_VECTORIZED
-        row = group_row.setdefault(id(group), (len(group_row), group))[0]
-        rows.append((_address(param), _address(grad), _address(buffer), _address(mask), param.size, row, flags))
-
-    groups = sorted(group_row.values(), key=lambda pair: pair[0])
-    chunks = np.array([-(-row[4] // CHUNK_SIZE) for row in rows], dtype=np.int64)
-    n_entries, n_groups, n_chunks = len(rows), len(groups), int(chunks.sum())
+        if parameter.data.size:
+            rows.append(_entry(index, parameter, group, state, xp, address, temporaries))
+            groups_of_rows.append(group_row.setdefault(id(group), (len(group_row), group))[0])
+    n_entries, n_groups = len(rows), len(group_row)
+    columns = np.array(rows, dtype=np.uint64).reshape(n_entries, 6)
+    flags = columns[:, 5].astype(np.int32)
+    # 16-byte vector loads need every pointer they touch aligned (absent ones are 0)
+    aligned = np.all(columns[:, :3] % 16 == 0, axis=1) & (((flags & FLAG_MASK_SAME) == 0) | (columns[:, 3] % 16 == 0))
+    flags |= np.where(aligned, FLAG_VECTORIZED, 0).astype(np.int32)
+    chunks = (-(-columns[:, 4].astype(np.int64) // CHUNK_SIZE))
+    n_chunks = int(chunks.sum())
     if n_chunks >= 2 ** 31:
         raise ValueError(f"SGD: {n_chunks} blocks exceed one launch; the parameters are too large")
+
     entries_end = n_entries * TENSOR_ENTRY.itemsize
     groups_end = entries_end + n_groups * GROUP_HYPERPARAMETERS.itemsize
     table = np.zeros(groups_end + 4 * n_chunks, dtype=np.uint8)
     entries = table[:entries_end].view(TENSOR_ENTRY)
-    for position, field in enumerate(("param", "grad", "momentum_buffer", "mask", "numel")):
-        entries[field] = [row[position] for row in rows]
-    entries["group"] = [row[5] for row in rows]
-    entries["flags"] = [row[6] for row in rows]
+    for column, field in enumerate(("param", "grad", "momentum_buffer", "mask", "numel")):
+        entries[field] = columns[:, column]
     entries["first_chunk"] = np.cumsum(chunks) - chunks
+    entries["group"] = groups_of_rows
+    entries["flags"] = flags
     hyperparameters = table[entries_end:groups_end].view(GROUP_HYPERPARAMETERS)
     for field in GROUP_HYPERPARAMETERS.names:
-        hyperparameters[field] = [group[field] for _, group in groups]
+        hyperparameters[field] = [group[field] for _, group in sorted(group_row.values(), key=lambda pair: pair[0])]
     table[groups_end:].view(np.int32)[:] = np.repeat(np.arange(n_entries, dtype=np.int32), chunks)
     return table, n_entries, n_groups, n_chunks, temporaries
 
