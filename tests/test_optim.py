@@ -183,7 +183,8 @@ def test_masked_sgd_keeps_pruned_weights_and_momentum_exactly_zero():
 
 ADAM_CASES = [(Adam, torch.optim.Adam, dict(amsgrad=amsgrad, weight_decay=decay, maximize=maximize))
               for amsgrad in (False, True) for decay in (0.0, 0.1) for maximize in (False, True)]
-ADAM_CASES += [(AdamW, torch.optim.AdamW, dict()), (AdamW, torch.optim.AdamW, dict(amsgrad=True, weight_decay=0.1)),
+ADAM_CASES += [(AdamW, torch.optim.AdamW, dict()),
+               (AdamW, torch.optim.AdamW, dict(amsgrad=True, weight_decay=0.1)),
                (Adam, torch.optim.Adam, dict(betas=(0.8, 0.99), eps=1e-6))]
 
 

@@ -47,7 +47,8 @@ def _compile(source):
 def test_table_dtypes_match_the_c_structs():
     """static_asserts on sizeof/offsetof, written from the NumPy dtypes, must compile."""
     checks = []
-    for struct, dtype in (("TensorEntry<float>", sgd_cuda.TENSOR_ENTRY), ("TensorEntry<double>", sgd_cuda.TENSOR_ENTRY),
+    for struct, dtype in (("TensorEntry<float>", sgd_cuda.TENSOR_ENTRY),
+                          ("TensorEntry<double>", sgd_cuda.TENSOR_ENTRY),
                           ("GroupHyperparameters", sgd_cuda.GROUP_HYPERPARAMETERS)):
         checks.append(f'static_assert(sizeof({struct}) == {dtype.itemsize}, "size of {struct}");')
         for field in dtype.names:
@@ -114,7 +115,8 @@ def test_the_table_flags_masks_alignment_and_later_steps():
     byte.mask = mg.tensor(np.ones((7, 9), dtype=bool))
     other.mask = mg.tensor(np.ones((7, 9), dtype=np.int64))  # converted to a byte mask
     other.grad = mg.tensor(np.ones((9, 7), dtype=np.float32).T)  # not contiguous: copied
-    group = {"lr": 0.1, "momentum": 0.9, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False, "maximize": False}
+    group = {"lr": 0.1, "momentum": 0.9, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False,
+             "maximize": False}
     items = [(index, parameter, group) for index, parameter in enumerate([shifted, same, byte, other])]
     state = {}
     table, n_entries, _, _, temporaries = sgd_cuda.build_table(items, state)
@@ -125,7 +127,8 @@ def test_the_table_flags_masks_alignment_and_later_steps():
     assert all(flag & sgd_cuda.FLAG_FIRST_STEP for flag in flags)
     assert set(state) == {shifted, same, byte, other}
     table, *_ = sgd_cuda.build_table(items, state)  # the buffers exist now: no FIRST_STEP
-    assert not any(flag & sgd_cuda.FLAG_FIRST_STEP for flag in table[:n_entries * 56].view(sgd_cuda.TENSOR_ENTRY)["flags"])
+    flags = table[:n_entries * 56].view(sgd_cuda.TENSOR_ENTRY)["flags"]
+    assert not any(flag & sgd_cuda.FLAG_FIRST_STEP for flag in flags)
 
 
 # ----- on a GPU -------------------------------------------------------------------
@@ -263,8 +266,10 @@ extern "C" void launch(int is_double, long long blocks, int threads, const void*
         blockIdx.x = (unsigned)block;
         for (int thread = 0; thread < threads; ++thread) {
             threadIdx.x = thread;
-            if (is_double) sgd_update_double((const TensorEntry<double>*)entries, groups, chunk_tensor, chunk_size);
-            else sgd_update_float((const TensorEntry<float>*)entries, groups, chunk_tensor, chunk_size);
+            if (is_double)
+                sgd_update_double((const TensorEntry<double>*)entries, groups, chunk_tensor, chunk_size);
+            else
+                sgd_update_float((const TensorEntry<float>*)entries, groups, chunk_tensor, chunk_size);
         }
     }
 }

@@ -122,7 +122,8 @@ class LambdaLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
-        return [base_lr * function(self.last_epoch) for function, base_lr in zip(self.lr_lambdas, self.base_lrs)]
+        return [base_lr * function(self.last_epoch)
+                for function, base_lr in zip(self.lr_lambdas, self.base_lrs)]
 
     def state_dict(self):
         """Plain functions are not saved (None); a callable object saves its ``__dict__``."""
@@ -174,7 +175,8 @@ class MultiStepLR(LRScheduler):
 
     def _get_closed_form_lr(self):
         milestones = sorted(self.milestones.elements())
-        return [base_lr * self.gamma ** bisect_right(milestones, self.last_epoch) for base_lr in self.base_lrs]
+        return [base_lr * self.gamma ** bisect_right(milestones, self.last_epoch)
+                for base_lr in self.base_lrs]
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
@@ -249,12 +251,12 @@ class CosineAnnealingLR(LRScheduler):
         return [ratio * (lr - eta_min) + eta_min for lr in self._current_lrs()]
 
     def _get_closed_form_lr(self):
-        return [self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
-                for base_lr in self.base_lrs]
+        cosine = math.cos(math.pi * self.last_epoch / self.T_max)
+        return [self.eta_min + (base_lr - self.eta_min) * (1 + cosine) / 2 for base_lr in self.base_lrs]
 
 
 class LinearLR(LRScheduler):
-    """Multiply lr_0 by a factor that moves linearly from start_factor to end_factor over total_iters steps."""
+    """lr_0 times a factor moving linearly from start_factor to end_factor over total_iters steps."""
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
         if start_factor > 1.0 or start_factor <= 0:
@@ -278,8 +280,8 @@ class LinearLR(LRScheduler):
 
     def _get_closed_form_lr(self):
         steps = min(self.total_iters, self.last_epoch)
-        return [base_lr * (self.start_factor + (self.end_factor - self.start_factor) * steps / self.total_iters)
-                for base_lr in self.base_lrs]
+        start, end = self.start_factor, self.end_factor
+        return [base_lr * (start + (end - start) * steps / self.total_iters) for base_lr in self.base_lrs]
 
 
 class SequentialLR(LRScheduler):
@@ -326,7 +328,8 @@ class SequentialLR(LRScheduler):
         self._last_lr = scheduler.get_last_lr()
 
     def state_dict(self):
-        state = {key: value for key, value in self.__dict__.items() if key not in ("optimizer", "_schedulers")}
+        state = {key: value for key, value in self.__dict__.items()
+                 if key not in ("optimizer", "_schedulers")}
         state["_schedulers"] = [scheduler.state_dict() for scheduler in self._schedulers]
         return state
 
@@ -411,6 +414,7 @@ class ReduceLROnPlateau(LRScheduler):
                 group["lr"] = new_lr
 
     def _is_better(self, value, best):
+        relative = self.threshold_mode == "rel"
         if self.mode == "min":
-            return value < (best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold)
-        return value > (best * (self.threshold + 1.0) if self.threshold_mode == "rel" else best + self.threshold)
+            return value < (best * (1.0 - self.threshold) if relative else best - self.threshold)
+        return value > (best * (self.threshold + 1.0) if relative else best + self.threshold)

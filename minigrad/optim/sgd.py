@@ -134,7 +134,8 @@ class SGD(Optimizer):
             if buffer is None:
                 buffer = state["momentum_buffer"] = np.empty_like(parameter.data)
                 first_step = True
-        sgd_update_reference(parameter.data, parameter.grad.data, buffer, parameter_mask(self, parameter, index),
+        mask = parameter_mask(self, parameter, index)
+        sgd_update_reference(parameter.data, parameter.grad.data, buffer, mask,
                              lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
                              weight_decay=group["weight_decay"], nesterov=group["nesterov"],
                              maximize=group["maximize"], first_step=first_step,

@@ -103,7 +103,8 @@ def build_table(items, state):
     columns = np.array(rows, dtype=np.uint64).reshape(n_entries, 6)
     flags = columns[:, 5].astype(np.int32)
     # 16-byte vector loads need every pointer they touch aligned (absent ones are 0)
-    aligned = np.all(columns[:, :3] % 16 == 0, axis=1) & (((flags & FLAG_MASK_SAME) == 0) | (columns[:, 3] % 16 == 0))
+    mask_aligned = ((flags & FLAG_MASK_SAME) == 0) | (columns[:, 3] % 16 == 0)
+    aligned = np.all(columns[:, :3] % 16 == 0, axis=1) & mask_aligned
     flags |= np.where(aligned, FLAG_VECTORIZED, 0).astype(np.int32)
     chunks = (-(-columns[:, 4].astype(np.int64) // CHUNK_SIZE))
     n_chunks = int(chunks.sum())
@@ -121,7 +122,7 @@ def build_table(items, state):
     entries["flags"] = flags
     hyperparameters = table[entries_end:groups_end].view(GROUP_HYPERPARAMETERS)
     for field in GROUP_HYPERPARAMETERS.names:
-        hyperparameters[field] = [group[field] for _, group in sorted(group_row.values(), key=lambda pair: pair[0])]
+        hyperparameters[field] = [group[field] for _, group in sorted(group_row.values(), key=lambda row: row[0])]
     table[groups_end:].view(np.int32)[:] = np.repeat(np.arange(n_entries, dtype=np.int32), chunks)
     return table, n_entries, n_groups, n_chunks, temporaries
 
