@@ -6,7 +6,7 @@
 """
 import numpy
 
-from . import backend, nn, ops
+from . import backend, debug, nn, ops, viz
 from .gradcheck import GradcheckError, gradcheck
 from .nn import functional
 from . import optim
@@ -14,6 +14,7 @@ from .ops import cat, stack
 from .random import manual_seed
 from .serialization import load, save
 from .tensor import Function, Tensor, is_grad_enabled, no_grad, tensor
+from . import data
 
 float32 = numpy.float32
 float64 = numpy.float64
