@@ -170,6 +170,15 @@ def copy_bandwidth(xp, n_values, reps, timer):
 
 
 # ----- the run -----------------------------------------------------------------------------
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as info:
+            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+        return f"{names[0]} ({len(names)} cores)"
+    except (OSError, IndexError):
+        return platform.processor() or platform.machine()
+
+
 def main(argv=None):
     arguments = parse_arguments(argv)
     on_gpu = not arguments.cpu
@@ -187,7 +196,7 @@ def main(argv=None):
         timer = lambda step, reps, library="cupy": time_on_gpu(step, reps, library, torch)  # noqa: E731
     else:
         xp = np
-        device_name = platform.processor() or platform.machine()
+        device_name = cpu_name()
         torch_ok = torch is not None
         if torch_ok:
             torch.set_num_threads(1)  # NumPy's elementwise ops run on one thread
@@ -243,7 +252,8 @@ def report(arguments, on_gpu, device_name, torch, n_values, n_masked, rows, copy
         speedup = row.get("speedup_vs_best_torch")
         print(f"{row['case']:38s} {row['median_ms']:9.3f} {row['wall_ms']:9.3f} {row['gb_per_s']:8.1f} "
               f"{'' if speedup is None else f'{speedup:8.2f}x':>9s}")
-    print(f"{'device-to-device copy (read + write)':38s} {copy_ms:9.3f} {'':9s} {copy_gb_per_s:8.1f}")
+    copy_label = "device-to-device copy" if on_gpu else "memory copy (np.copyto)"
+    print(f"{copy_label + ' (read + write)':38s} {copy_ms:9.3f} {'':9s} {copy_gb_per_s:8.1f}")
     result = {"benchmark": "sgd", "device": "gpu" if on_gpu else "cpu", "card": device_name,
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "versions": versions,
               "n_values": n_values, "n_tensors": len(resnet50_shapes()), "n_masked_values": n_masked,
