@@ -300,3 +300,16 @@ def test_a_mask_of_the_wrong_shape_is_a_clear_error():
     layer.weight.grad = mg.tensor(np.ones((2, 3), dtype=np.float32))
     with pytest.raises(ValueError, match=r"SGD: parameter 0 has shape \(2, 3\) but its mask has shape \(3, 2\)"):
         SGD(layer.parameters(), lr=0.1).step()
+
+
+def test_loaded_state_is_a_fresh_contiguous_copy_in_the_parameters_dtype():
+    layer = nn.Linear(3, 2)  # float32
+    optimizer = SGD(layer.parameters(), lr=0.1, momentum=0.9)
+    saved_buffer = np.asfortranarray(np.arange(6.0).reshape(2, 3))  # float64, column-major
+    saved_group = {key: value for key, value in optimizer.param_groups[0].items() if key != "params"}
+    optimizer.load_state_dict({"state": {0: {"momentum_buffer": saved_buffer}},
+                               "param_groups": [{**saved_group, "params": [0, 1]}]})
+    loaded = optimizer.state[layer.weight]["momentum_buffer"]
+    assert loaded.dtype == np.float32 and loaded.flags.c_contiguous
+    assert not np.shares_memory(loaded, saved_buffer)
+    np.testing.assert_array_equal(loaded, saved_buffer)

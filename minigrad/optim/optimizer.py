@@ -213,6 +213,7 @@ def _copy_like(parameter, field, value):
     if tuple(array.shape) not in ((), parameter.shape):
         raise ValueError(f"load_state_dict: state '{field}' has shape {tuple(array.shape)}, "
                          f"its parameter has shape {parameter.shape}")
-    # Always a fresh array: the optimizer must not share memory with the checkpoint.
-    array = array.astype(parameter.dtype) if array.dtype.kind == "f" else array.copy()
+    # Always a fresh C-contiguous array: the optimizer must not share memory with the
+    # checkpoint, and the fused GPU update reads buffers as flat memory.
+    array = array.astype(parameter.dtype, order="C") if array.dtype.kind == "f" else array.copy(order="C")
     return backend.to_device(array, parameter.device)
