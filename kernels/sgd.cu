@@ -25,6 +25,9 @@
 //   when every pointer of the tensor is 16-byte aligned (flag VECTORIZED), then finishes the
 //   remaining (< 4) elements one by one; otherwise it goes element by element.
 //   Indices are 64-bit: a tensor may hold more than 2^31 elements.
+//   The host uses chunk_size = 4096 (CHUNK_SIZE in sgd_cuda.py) and BLOCK_THREADS = 256, so a
+//   thread of a full float32 chunk does 4 float4 updates; ResNet-50 (161 tensors, 25.6M values)
+//   is one launch of 6,334 blocks.
 //
 // Memory floor (bytes one step must move, per element, T = sizeof(float or double))
 //   read  w (T), grad (T), buf (T; not on the first step, and only with momentum),

@@ -12,7 +12,8 @@ Every tensor is cut into chunks of ``CHUNK_SIZE`` elements and each chunk is one
 block, so one launch covers tensors of every size (see the header of sgd.cu for
 the launch shape and the memory floor). Gradients are fresh arrays after every
 backward, so the pointers are gathered each step; the upload is skipped when the
-table is byte-for-byte the one already on the device.
+table is byte-for-byte the one already on the device. Copies and launches go on
+CuPy's current stream: keep one stream for the optimizer's steps.
 """
 import numpy as np
 
