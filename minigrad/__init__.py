@@ -10,10 +10,12 @@ from . import backend, debug, nn, ops, viz
 from . import prune
 from .gradcheck import GradcheckError, gradcheck
 from .nn import functional
+from . import optim
 from .ops import cat, stack
 from .random import manual_seed
 from .serialization import load, save
 from .tensor import Function, Tensor, is_grad_enabled, no_grad, tensor
+from . import data
 
 float32 = numpy.float32
 float64 = numpy.float64
