@@ -16,7 +16,6 @@ Han et al. (2015) pruned LeNet-300-100 on MNIST 12x without losing accuracy;
 the target here is 90% sparsity within 0.5 points of the dense model.
 """
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -29,89 +28,52 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minigrad as mg  # noqa: E402
+from minigrad.models import lenet300  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
 
 
-def read_idx(path):
-    """An IDX file (gzipped) as a NumPy array: magic (2 zero bytes, type, ndim), big-endian sizes, data."""
-    with gzip.open(path, "rb") as file:
-        raw = file.read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * axis:8 + 4 * axis], "big") for axis in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def load_fashion_mnist(folder):
-    """(train_x, train_y, test_x, test_y): images flattened to 784, standardised with the training mean/std."""
-    def split(prefix):
-        images = read_idx(os.path.join(folder, f"{prefix}-images-idx3-ubyte.gz")).reshape(-1, 784)
-        labels = read_idx(os.path.join(folder, f"{prefix}-labels-idx1-ubyte.gz")).astype(np.int64)
-        return images.astype(np.float32) / 255.0, labels
-    train_x, train_y = split("train")
-    test_x, test_y = split("t10k")
-    mean, std = train_x.mean(), train_x.std()
-    return (train_x - mean) / std, train_y, (test_x - mean) / std, test_y
+    """(train, test) datasets: images (N, 1, 28, 28) standardised with the training mean and std."""
+    return (mg.data.FashionMNIST(folder, train=True, normalize=True),
+            mg.data.FashionMNIST(folder, train=False, normalize=True))
 
 
-def lenet_300_100():
-    nn = mg.nn
-    return nn.Sequential(nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))
+def train(model, data, args, epochs, peak_lr, seed, pruner_options=None):
+    """SGD (momentum 0.9, weight decay) with cosine decay to peak_lr / 20, one scheduler step per epoch.
 
-
-class MaskedSGD:
-    """PyTorch's SGD update (momentum, weight decay) that honours ``Parameter.mask``.
-
-    buf = momentum * buf + grad + weight_decay * w;  w -= lr * buf;  then, for a
-    pruned parameter, w *= mask and buf *= mask, so pruned weights stay exactly 0.
+    With ``pruner_options`` a GradualPruner runs after every optimizer step; mg.optim.SGD reads
+    each parameter's mask and keeps pruned weights and their momentum at exactly zero.
     """
-
-    def __init__(self, parameters, lr, momentum, weight_decay):
-        self.parameters = list(parameters)
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self.buffers = [np.zeros_like(parameter.data) for parameter in self.parameters]
-
-    def step(self):
-        for parameter, buffer in zip(self.parameters, self.buffers):
-            buffer *= self.momentum
-            buffer += parameter.grad.data + self.weight_decay * parameter.data
-            parameter.data -= self.lr * buffer
-            if parameter.mask is not None:
-                parameter.data *= parameter.mask.data
-                buffer *= parameter.mask.data
-
-    def zero_grad(self):
-        for parameter in self.parameters:
-            parameter.grad = None
-
-
-def train_epoch(model, optimizer, images, labels, batch_size, rng, pruner=None):
-    model.train()
-    order = rng.permutation(len(images))
-    for start in range(0, len(order) - batch_size + 1, batch_size):
-        batch = order[start:start + batch_size]
-        loss = mg.nn.functional.cross_entropy(model(mg.tensor(images[batch])), mg.tensor(labels[batch]))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if pruner is not None:
-            pruner.step()
+    loader = mg.data.DataLoader(data[0], batch_size=args.batch_size, shuffle=True, drop_last=True, seed=seed)
+    optimizer = mg.optim.SGD(model.parameters(), lr=peak_lr, momentum=0.9, weight_decay=args.weight_decay)
+    scheduler = mg.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=peak_lr / 20)
+    pruner = None
+    if pruner_options is not None:
+        pruner = mg.prune.GradualPruner(mg.prune.prunable_parameters(model), **pruner_options)
+    for epoch in range(epochs):
+        model.train()
+        for images, labels in loader:
+            loss = mg.nn.functional.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if pruner is not None:
+                pruner.step()
+        scheduler.step()
+        if pruner is None:
+            print(f"  epoch {epoch + 1}/{epochs}: test accuracy {accuracy(model, data[1]):.2f}%", flush=True)
+    return pruner
 
 
-def accuracy(model, images, labels):
+def accuracy(model, dataset):
     model.eval()
     correct = 0
     with mg.no_grad():
-        for start in range(0, len(images), 2000):
-            logits = model(mg.tensor(images[start:start + 2000])).numpy()
-            correct += int((logits.argmax(axis=1) == labels[start:start + 2000]).sum())
-    return 100.0 * correct / len(images)
-
-
-def learning_rate(epoch, epochs, peak):
-    """Cosine decay from ``peak`` to peak/20 over ``epochs``."""
-    return peak * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * epoch / epochs)))
+        for images, labels in mg.data.DataLoader(dataset, batch_size=2000):
+            correct += int((model(images).numpy().argmax(axis=1) == labels.numpy()).sum())
+    return 100.0 * correct / len(dataset)
 
 
 def prune_and_retrain(dense_state, sparsity, data, args, seed):
@@ -119,27 +81,27 @@ def prune_and_retrain(dense_state, sparsity, data, args, seed):
 
     With sparsity 0 this is the control: the dense model trained as many more epochs, unpruned.
     """
-    train_x, train_y, test_x, test_y = data
     mg.manual_seed(seed)
-    model = lenet_300_100()
+    model = lenet300()
     model.load_state_dict(dense_state)
-    rng = np.random.default_rng(seed)
-    optimizer = MaskedSGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
-    steps_per_epoch = len(train_x) // args.batch_size
-    pruning_steps = args.prune_epochs * steps_per_epoch
-    frequency = max(pruning_steps // args.prunings, 1)
-    pruner = None
+    steps_per_epoch = len(data[0]) // args.batch_size
+    options = None
     if sparsity > 0:
-        pruner = mg.prune.GradualPruner(mg.prune.prunable_parameters(model), final_sparsity=sparsity,
-                                        start_step=0, frequency=frequency, num_prunings=args.prunings,
-                                        scope=args.scope)
-    epochs = args.prune_epochs + args.finetune_epochs
-    for epoch in range(epochs):
-        optimizer.lr = learning_rate(epoch, epochs, args.lr * 0.5)
-        train_epoch(model, optimizer, train_x, train_y, args.batch_size, rng, pruner)
+        frequency = max(args.prune_epochs * steps_per_epoch // args.prunings, 1)
+        options = dict(final_sparsity=sparsity, start_step=0, frequency=frequency, num_prunings=args.prunings,
+                       scope=args.scope)
+    pruner = train(model, data, args, args.prune_epochs + args.finetune_epochs, args.lr * 0.5, seed, options)
     if pruner is not None:
         assert abs(pruner.sparsity() - sparsity) < 1e-3, (pruner.sparsity(), sparsity)
-    return model, accuracy(model, test_x, test_y)
+    return model, accuracy(model, data[1])
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as file:
+            return next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def markdown(result):
@@ -184,7 +146,7 @@ def plot(result, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--data-dir", help="folder with the IDX files (default: Debian's, then the cache)")
     parser.add_argument("--epochs", type=int, default=10, help="dense training epochs")
     parser.add_argument("--prune-epochs", type=int, default=3, help="epochs over which sparsity rises")
     parser.add_argument("--finetune-epochs", type=int, default=2, help="epochs of retraining at the final sparsity")
@@ -199,22 +161,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     data = load_fashion_mnist(args.data_dir)
     if args.quick:
-        data = (data[0][:6000], data[1][:6000], data[2][:2000], data[3][:2000])
+        data = tuple(mg.data.TensorDataset(split.data[:size], split.targets[:size])
+                     for split, size in zip(data, (6000, 2000)))
         args.epochs, args.prune_epochs, args.finetune_epochs = 1, 1, 1
 
     began = time.perf_counter()
     result = {"config": {key: value for key, value in vars(args).items() if key != "out"}}
     mg.manual_seed(args.seed)
-    dense = lenet_300_100()
-    optimizer = MaskedSGD(dense.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
-    rng = np.random.default_rng(args.seed)
-    for epoch in range(args.epochs):
-        optimizer.lr = learning_rate(epoch, args.epochs, args.lr)
-        train_epoch(dense, optimizer, data[0], data[1], args.batch_size, rng)
-        print(f"dense epoch {epoch + 1}/{args.epochs}: test accuracy {accuracy(dense, data[2], data[3]):.2f}%",
-              flush=True)
+    dense = lenet300()
+    print(f"dense LeNet-300-100, {args.epochs} epochs:", flush=True)
+    train(dense, data, args, args.epochs, args.lr, args.seed)
     dense_report = mg.prune.sparsity_report(dense)
-    result["dense"] = {"accuracy": accuracy(dense, data[2], data[3]), "parameters": dense_report.numel,
+    result["dense"] = {"accuracy": accuracy(dense, data[1]), "parameters": dense_report.numel,
                        "seconds": time.perf_counter() - began}
     result["pruned"] = []
     dense_state = {key: value.numpy().copy() for key, value in dense.state_dict().items()}
@@ -237,7 +195,7 @@ def main(argv=None):
 
     headline = next(run for run in result["pruned"] if run["target"] == 0.9)
     result["target_met"] = result["best_dense"] - headline["accuracy"] <= 0.5
-    result["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    result["machine"] = {"cpu": cpu_name(), "cores": os.cpu_count(),
                          "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "gpu": None,
                          "python": platform.python_version(), "numpy": np.__version__,
                          "minigrad": mg.__version__}

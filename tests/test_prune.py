@@ -243,22 +243,6 @@ def test_other_misuse_is_a_clear_error():
 
 
 # ----- the mask holds through training ----------------------------------------------------
-def masked_sgd(parameters, lr, momentum, weight_decay):
-    """PyTorch's SGD update that also honours Parameter.mask: pruned entries and momentum stay 0."""
-    momenta = [np.zeros_like(parameter.data) for parameter in parameters]
-
-    def step():
-        for parameter, momentum_buffer in zip(parameters, momenta):
-            update = parameter.grad.data + weight_decay * parameter.data
-            momentum_buffer *= momentum
-            momentum_buffer += update
-            parameter.data -= lr * momentum_buffer
-            if parameter.mask is not None:
-                parameter.data *= parameter.mask.data
-                momentum_buffer *= parameter.mask.data
-    return step, momenta
-
-
 def test_pruned_weights_and_their_momentum_stay_exactly_zero_through_100_sgd_steps():
     rng = np.random.default_rng(5)
     model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 3))
@@ -267,14 +251,13 @@ def test_pruned_weights_and_their_momentum_stay_exactly_zero_through_100_sgd_ste
     for ours, theirs in [(model[0], reference[0]), (model[2], reference[2])]:
         prune.l1_unstructured(ours, "weight", amount=0.7)
         torch_prune.l1_unstructured(theirs, "weight", amount=0.7)
-    parameters = list(model.parameters())
-    step, momenta = masked_sgd(parameters, lr=0.05, momentum=0.9, weight_decay=0.01)
+    optimizer = mg.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01)
     torch_sgd = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01)
     for _ in range(100):
         x, y = rng.normal(size=(8, 12)), rng.integers(0, 3, size=8)
-        model.zero_grad()
+        optimizer.zero_grad()
         nn.functional.cross_entropy(model(mg.tensor(x)), mg.tensor(y)).backward()
-        step()
+        optimizer.step()
         torch_sgd.zero_grad()
         torch.nn.functional.cross_entropy(reference(torch.from_numpy(x)), torch.from_numpy(y)).backward()
         torch_sgd.step()
@@ -286,9 +269,8 @@ def test_pruned_weights_and_their_momentum_stay_exactly_zero_through_100_sgd_ste
         # The unpruned weights follow PyTorch's (whose weight_orig keeps stale values under the mask).
         theirs_now = (theirs.weight_orig * theirs.weight_mask).detach().numpy()
         np.testing.assert_allclose(layer.weight.numpy(), theirs_now, rtol=1e-9, atol=1e-12)
-    for parameter, momentum_buffer in zip(parameters, momenta):
-        if parameter.mask is not None:
-            assert np.all(momentum_buffer[parameter.mask.numpy() == 0] == 0)
+        momentum_buffer = optimizer.state[layer.weight_orig]["momentum_buffer"]
+        assert np.all(momentum_buffer[pruned] == 0)
 
 
 # ----- gradual pruning --------------------------------------------------------------------
@@ -318,6 +300,27 @@ def test_gradual_pruner_prunes_on_schedule_and_ends_at_the_final_sparsity(scope)
     assert report.sparsity == pytest.approx(0.8, abs=1e-3)
     if scope == "layer":
         assert all(row.sparsity == pytest.approx(0.8, abs=2e-3) for row in report.rows)
+
+
+def test_pruning_during_training_zeroes_new_weights_and_momentum_at_the_next_step():
+    model = nn.Sequential(nn.Linear(6, 20), nn.ReLU(), nn.Linear(20, 2))
+    optimizer = mg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    pruner = prune.GradualPruner(prune.prunable_parameters(model), final_sparsity=0.6, start_step=2,
+                                 frequency=2, num_prunings=3)
+    rng = np.random.default_rng(7)
+    for _ in range(12):
+        x, y = rng.normal(size=(16, 6)).astype(np.float32), rng.integers(0, 2, size=16)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(mg.tensor(x)), mg.tensor(y)).backward()
+        optimizer.step()
+        pruned_before = {id(layer): mask_of(layer) == 0 for layer in (model[0], model[2])}
+        pruner.step()
+        for layer in (model[0], model[2]):
+            pruned = mask_of(layer) == 0
+            assert np.all(pruned[pruned_before[id(layer)]])  # masks only ever gain zeros
+            assert np.all(layer.weight_orig.numpy()[pruned_before[id(layer)]] == 0)
+            assert np.all(optimizer.state[layer.weight_orig]["momentum_buffer"][pruned_before[id(layer)]] == 0)
+    assert pruner.sparsity() == pytest.approx(0.6, abs=1e-2)
 
 
 def test_gradual_pruner_maps_to_command_line_flags():
@@ -390,6 +393,29 @@ def test_compact_keeps_a_channel_whose_constant_a_padded_conv_would_see_differen
     small = prune.compact(model)
     assert small[0].out_channels == 4
     x = mg.tensor(np.random.default_rng(4).normal(size=(2, 1, 7, 7)).astype(np.float32))
+    np.testing.assert_allclose(small(x).numpy(), model(x).numpy(), atol=1e-6)
+
+
+def test_compact_slices_batchnorm_channels_and_drops_channels_batchnorm_silenced():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(8 * 3 * 3, 12), nn.BatchNorm1d(12), nn.ReLU(),
+                          nn.Linear(12, 4))
+    rng = np.random.default_rng(6)
+    for batchnorm in (model[1], model[6]):  # as if trained: running statistics and affine parameters
+        channels = batchnorm.num_features
+        batchnorm.running_mean.data[:] = rng.normal(size=channels)
+        batchnorm.running_var.data[:] = rng.uniform(0.5, 2.0, size=channels)
+        batchnorm.weight.data[:] = rng.normal(size=channels)
+        batchnorm.bias.data[:] = rng.normal(size=channels)
+    prune.ln_structured(model[0], "weight", amount=2, n=1, dim=0)  # constant channels: BatchNorm of 0
+    model[1].weight.data[5] = 0.0                                    # gamma = 0: BatchNorm outputs beta
+    prune.ln_structured(model[5], "weight", amount=4, n=2, dim=0)
+    model.eval()
+    small = prune.compact(model)
+    assert (small[0].out_channels, small[1].num_features, small[5].in_features) == (5, 5, 5 * 3 * 3)
+    assert (small[5].out_features, small[6].num_features, small[8].in_features) == (8, 8, 8)
+    assert small[1].running_var.shape == (5,) and small[6].bias.shape == (8,)
+    x = mg.tensor(rng.normal(size=(4, 3, 8, 8)).astype(np.float32))
     np.testing.assert_allclose(small(x).numpy(), model(x).numpy(), atol=1e-6)
 
 

@@ -54,11 +54,16 @@ def _make_permanent(layer):
 
 
 def _batchnorm_constant(layer, value, constant):
-    """A constant through BatchNorm in eval mode; a channel with gamma = 0 becomes the constant beta."""
+    """A constant channel through BatchNorm in eval mode; a channel with gamma = 0 becomes beta.
+
+    With running statistics: (c - running_mean) / sqrt(running_var + eps) * gamma + beta.
+    Without them BatchNorm uses the batch's own mean, which for a constant is c: the output is beta.
+    """
     xp = backend.array_module(value)
-    mean = layer.running_mean.data if layer.running_mean is not None else xp.zeros_like(value)
-    var = layer.running_var.data if layer.running_var is not None else xp.ones_like(value)
-    value = (value - mean) / xp.sqrt(var + layer.eps)
+    if layer.running_mean is None:
+        value = xp.zeros_like(value)
+    else:
+        value = (value - layer.running_mean.data) / xp.sqrt(layer.running_var.data + layer.eps)
     if layer.weight is not None:
         constant = constant | (layer.weight.data == 0)
         value = value * layer.weight.data + layer.bias.data

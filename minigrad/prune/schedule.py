@@ -38,7 +38,8 @@ class GradualPruner:
     start_step (t0), frequency (dt), num_prunings (n): prune at t0, t0 + dt, ..., t0 + n dt.
     scope: "layer" prunes every tensor to s_t (Zhu and Gupta); "global" ranks all
     weights together and prunes s_t of them in all (layers lose different amounts).
-    Construction counts as step 0: with start_step=0 the first pruning happens at once.
+    Construction re-parametrizes every tensor (a mask of ones, ``identity``) and
+    counts as step 0: with start_step=0 the first pruning happens at once.
     The argument names match the CLI flags of ``add_arguments`` (``--final-sparsity`` ...).
     """
 
@@ -59,6 +60,9 @@ class GradualPruner:
         self.start_step, self.frequency, self.num_prunings = start_step, frequency, num_prunings
         self.scope = scope
         self.step_count = 0
+        for module, name in self.parameters:  # masks of ones now: state_dict keys stay the same all run
+            if methods._find_container(module, name)[1] is None:
+                methods.identity(module, name)
         self._prune_if_scheduled()
 
     @property
