@@ -80,14 +80,19 @@ def torch_topk_prune(weight, fraction):
     return weight * mask.view_as(weight)
 
 
-def bench_threshold(size, layers, fraction, repeats, rows):
+def bench_threshold(size, layers, fraction, repeats, rows, checks):
     cupy = mg.backend.cupy()
-    generator = cupy.random.default_rng(0)
-    weight = generator.standard_normal(size, dtype=cupy.float32)
+    host_weight = np.random.default_rng(0).standard_normal(size, dtype=np.float32)
+    weight = cupy.asarray(host_weight)
     ones = cupy.ones_like(weight)
+    k = round(fraction * size)
+    threshold_bits, _, _ = selection.kth_smallest_cuda([weight], [ones], k)
+    threshold = float(np.asarray(threshold_bits, dtype=np.uint32).view(np.float32))
+    checks["kth_smallest_matches_np_partition"] = threshold == float(np.partition(np.abs(host_weight), k - 1)[k - 1])
+    checks["pruned_count_is_k"] = int((minigrad_prune([weight], [ones], fraction)[0] == 0).sum()) == k
     rows.append(("select + mask, 1 tensor", size, "minigrad radix select (prune.cu)",
                  time_gpu(lambda: minigrad_prune([weight], [ones], fraction), repeats)))
-    split = [part for part in cupy.array_split(weight, layers)]
+    split = cupy.array_split(weight, layers)
     split_masks = [cupy.ones_like(part) for part in split]
     rows.append((f"select + mask, {layers} tensors", size, "minigrad, pointer list (no concatenation)",
                  time_gpu(lambda: minigrad_prune(split, split_masks, fraction), repeats)))
@@ -96,7 +101,7 @@ def bench_threshold(size, layers, fraction, repeats, rows):
     except ImportError:
         return
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch_weight = torch.from_numpy(cupy.asnumpy(weight)).to(device)
+    torch_weight = torch.from_numpy(host_weight).to(device)
     where = "torch (GPU)" if device == "cuda" else "torch (CPU: this torch has no CUDA)"
     timer = time_gpu if device == "cuda" else _time_cpu
     rows.append(("select + mask, 1 tensor", size, f"{where} kthvalue + multiply",
@@ -155,14 +160,15 @@ def main(argv=None):
         sys.exit("bench_prune: needs CuPy and an NVIDIA GPU (run it through benchmarks/gpu_suite.sh)")
     cupy = mg.backend.cupy()
 
-    rows = []
-    bench_threshold(args.size, args.layers, args.fraction, args.repeats, rows)
+    rows, checks = [], {}
+    bench_threshold(args.size, args.layers, args.fraction, args.repeats, rows, checks)
     bench_compact(args.width, args.batch, 0.75, args.repeats, rows)
 
     print(f"{'case':<36} {'size':>22}  {'implementation':<58} {'ms':>9}")
     for case, size, implementation, milliseconds in rows:
         size_text = f"{size:,}" if isinstance(size, int) else size
         print(f"{case:<36} {size_text:>22}  {implementation:<58} {milliseconds:9.3f}")
+    print(f"checks: {checks}")
     versions = {"python": platform.python_version(), "numpy": np.__version__, "cupy": cupy.__version__,
                 "minigrad": mg.__version__}
     try:
@@ -173,7 +179,7 @@ def main(argv=None):
     properties = cupy.cuda.runtime.getDeviceProperties(0)
     card = properties["name"].decode() if isinstance(properties["name"], bytes) else properties["name"]
     result = {"card": card, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "versions": versions, "config": vars(args),
+              "versions": versions, "config": vars(args), "checks": checks,
               "rows": [{"case": case, "size": size, "implementation": implementation, "milliseconds": ms}
                        for case, size, implementation, ms in rows]}
     out = Path(args.out)
