@@ -32,21 +32,29 @@ from minigrad.prune import selection  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def time_gpu(function, repeats):
-    """Median milliseconds of ``function()`` over ``repeats`` runs, after one warm-up, with CUDA syncs."""
-    cupy = mg.backend.cupy()
+def median_milliseconds(function, repeats, synchronize=lambda: None):
+    """Median wall time of ``function()`` over ``repeats`` runs after one warm-up run."""
     function()
-    cupy.cuda.Device().synchronize()
+    synchronize()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
-        cupy.cuda.Device().synchronize()
-        if _torch_cuda():
-            import torch
-            torch.cuda.synchronize()
+        synchronize()
         times.append(1000 * (time.perf_counter() - start))
     return float(np.median(times))
+
+
+def synchronize_gpu():
+    """Wait for CuPy's and (when it has CUDA) torch's queued GPU work."""
+    mg.backend.cupy().cuda.Device().synchronize()
+    if _torch_cuda():
+        import torch
+        torch.cuda.synchronize()
+
+
+def time_gpu(function, repeats):
+    return median_milliseconds(function, repeats, synchronize_gpu)
 
 
 def _torch_cuda():
@@ -103,7 +111,7 @@ def bench_threshold(size, layers, fraction, repeats, rows, checks):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch_weight = torch.from_numpy(host_weight).to(device)
     where = "torch (GPU)" if device == "cuda" else "torch (CPU: this torch has no CUDA)"
-    timer = time_gpu if device == "cuda" else _time_cpu
+    timer = time_gpu if device == "cuda" else median_milliseconds
     rows.append(("select + mask, 1 tensor", size, f"{where} kthvalue + multiply",
                  timer(lambda: torch_kthvalue_prune(torch_weight, fraction), repeats)))
     rows.append(("select + mask, 1 tensor", size, f"{where} topk(largest=False) + multiply",
@@ -111,16 +119,6 @@ def bench_threshold(size, layers, fraction, repeats, rows, checks):
     torch_split = list(torch.tensor_split(torch_weight, layers))
     rows.append((f"select + mask, {layers} tensors", size, f"{where} cat + kthvalue + multiply",
                  timer(lambda: torch_kthvalue_prune(torch.cat(torch_split), fraction), repeats)))
-
-
-def _time_cpu(function, repeats):
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(1000 * (time.perf_counter() - start))
-    return float(np.median(times))
 
 
 def bench_compact(width, batch, fraction, repeats, rows):
