@@ -75,6 +75,15 @@ class Pow(Function):
         return grad_base, grad_exponent
 
 
+def _promoted_grad_shape(grad_shape, a_ndim, b_ndim):
+    """The output gradient's shape with the axes that 1-D operands dropped put back as size 1."""
+    if b_ndim == 1:  # the column axis first, so that 1-D @ 1-D (a scalar) works too
+        grad_shape = grad_shape + (1,)
+    if a_ndim == 1:
+        grad_shape = grad_shape[:-1] + (1,) + grad_shape[-1:]
+    return grad_shape
+
+
 class MatMul(Function):
     """a @ b with NumPy's rules: 1-D operands are promoted, leading axes broadcast."""
 
@@ -90,11 +99,7 @@ class MatMul(Function):
         xp = _xp(grad)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        grad2 = grad
-        if a.ndim == 1:
-            grad2 = xp.expand_dims(grad2, -2)
-        if b.ndim == 1:
-            grad2 = xp.expand_dims(grad2, -1)
+        grad2 = grad.reshape(_promoted_grad_shape(grad.shape, a.ndim, b.ndim))
         need_a, need_b = self.needs_input_grad
         grad_a = (grad2 @ xp.swapaxes(b2, -1, -2)) if need_a else None
         grad_b = (xp.swapaxes(a2, -1, -2) @ grad2) if need_b else None
