@@ -89,6 +89,9 @@ def build_parser():
     parser.add_argument("--log", help="write JSON-lines metrics to this file")
     parser.add_argument("--plot", help="write a PNG of loss, accuracy, learning rate and sparsity to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar, one line per epoch")
+    parser.add_argument("--stop-after", type=positive(int),
+                        help="stop after this many epochs of this invocation, with a checkpoint; continue later "
+                             "with --resume (splits a long run into jobs that fit a time limit)")
     parser.add_argument("--train-samples", type=positive(int), help="use only the first N training images (quick runs)")
     parser.add_argument("--test-samples", type=positive(int), help="use only the first N test images (quick runs)")
     return parser
@@ -329,6 +332,9 @@ def main(argv=None):
         if main_process:
             save_checkpoint(args, checkpoint_state(epoch + 1, 0, None))
         partial, batches_done = None, 0
+        if args.stop_after and epoch + 1 - start_epoch >= args.stop_after and epoch + 1 < args.epochs:
+            say(f"stopped after epoch {epoch + 1} (--stop-after); continue with --resume")
+            break
 
     if history:
         say(f"done: test accuracy {history[-1]['test_accuracy']:.4f} after {args.epochs} epochs, "

@@ -10,6 +10,7 @@ from . import backend, debug, nn, ops, viz
 from .autograd import grad
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .nn import functional
+from . import optim
 from .ops import cat, stack
 from .random import manual_seed
 from .serialization import load, save
