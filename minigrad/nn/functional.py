@@ -69,6 +69,15 @@ class Linear(Function):
         grad_bias = grad2.sum(axis=0) if need_bias else None
         return grad_x, grad_weight, grad_bias
 
+    def backward_graph(self, grad):  # the same products, on Tensors
+        x, weight = self.inputs[:2]
+        need_x, need_weight, need_bias = (self.needs_input_grad + (False,))[:3]
+        grad2 = grad.reshape(-1, grad.shape[-1])
+        grad_x = grad @ weight if need_x else None
+        grad_weight = grad2.T @ x.reshape(-1, x.shape[-1]) if need_weight else None
+        grad_bias = grad2.sum(axis=0) if need_bias else None
+        return grad_x, grad_weight, grad_bias
+
 
 def linear(input, weight, bias=None):
     if bias is None:
@@ -247,6 +256,8 @@ class Dropout(Function):
     def backward(self, grad):
         return grad * self.mask
 
+    backward_graph = backward  # the mask is a constant
+
 
 def dropout(input, p=0.5, training=True):
     """Zero each element with probability p and scale the rest by 1/(1-p) (training only)."""
@@ -293,6 +304,17 @@ class CrossEntropy(Function):
         if self.reduction == "sum":
             return grad_logits * grad
         return grad_logits * grad[:, None]
+
+    def backward_graph(self, grad):  # softmax(x) - onehot, with the softmax recomputed on Tensors
+        logits = self.inputs[0]
+        onehot = _xp(logits.data).zeros(logits.shape, dtype=logits.dtype)
+        onehot[self.rows, self.target] = 1
+        grad_logits = logits.softmax(axis=1) - onehot
+        if self.reduction == "mean":
+            return grad_logits * (grad / len(self.target))
+        if self.reduction == "sum":
+            return grad_logits * grad
+        return grad_logits * grad.reshape(-1, 1)
 
 
 def cross_entropy(input, target, reduction="mean"):
