@@ -213,10 +213,15 @@ class MaxPool2d(Function):
         return _unpad(out, self.padding)
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0):
+def _pool_options(kernel_size, stride, padding):
+    """PyTorch's defaults: the stride is the kernel size unless given."""
     kernel_size = _pair(kernel_size)
-    stride = kernel_size if stride is None else _pair(stride)
-    return MaxPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=_pair(padding))
+    return dict(kernel_size=kernel_size, stride=kernel_size if stride is None else _pair(stride),
+                padding=_pair(padding))
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0):
+    return MaxPool2d.apply(input, **_pool_options(kernel_size, stride, padding))
 
 
 class AvgPool2d(Function):
@@ -242,9 +247,7 @@ class AvgPool2d(Function):
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0):
-    kernel_size = _pair(kernel_size)
-    stride = kernel_size if stride is None else _pair(stride)
-    return AvgPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=_pair(padding))
+    return AvgPool2d.apply(input, **_pool_options(kernel_size, stride, padding))
 
 
 # ----- dropout ----------------------------------------------------------------------
