@@ -27,7 +27,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-CHAPTERS = sorted(DOCS.glob("*.md"))
+INDEX = DOCS / "README.md"
+CHAPTERS = sorted(path for path in DOCS.glob("*.md") if path != INDEX)
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
@@ -144,10 +145,8 @@ def _chapter_param(path):
 
 
 def test_there_are_chapters_and_each_has_examples_and_quotes():
-    assert (DOCS / "README.md").exists()
-    chapters = [path for path in CHAPTERS if path.name != "README.md"]
-    assert len(chapters) >= 6
-    for path in chapters:
+    assert len(CHAPTERS) >= 6
+    for path in CHAPTERS:
         assert examples(path), f"{path.name} has no ```python example"
         assert any(language == "python" for language, *_ in quotes(path)), f"{path.name} quotes no code"
 
@@ -188,7 +187,7 @@ def test_quoted_code_is_still_in_the_named_file_and_function(path):
         assert find_quote(lines, body, first, last), f"{where}, but these lines are not there verbatim:\n{body}"
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=[path.name for path in CHAPTERS])
+@pytest.mark.parametrize("path", CHAPTERS + [INDEX], ids=[path.name for path in CHAPTERS + [INDEX]])
 def test_links_and_images_point_at_files_that_exist(path):
     text = path.read_text()
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
@@ -198,10 +197,9 @@ def test_links_and_images_point_at_files_that_exist(path):
 
 
 def test_the_index_lists_every_chapter():
-    index = (DOCS / "README.md").read_text()
+    index = INDEX.read_text()
     for path in CHAPTERS:
-        if path.name != "README.md":
-            assert f"({path.name})" in index, f"docs/README.md does not link to {path.name}"
+        assert f"({path.name})" in index, f"docs/README.md does not link to {path.name}"
 
 
 def test_the_graph_picture_is_a_png():
