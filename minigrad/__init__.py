@@ -6,7 +6,7 @@
 """
 import numpy
 
-from . import backend, nn, ops
+from . import backend, distributed, nn, ops
 from .gradcheck import GradcheckError, gradcheck
 from .nn import functional
 from .ops import cat, stack
@@ -25,5 +25,5 @@ def cuda_is_available():
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "is_grad_enabled", "manual_seed",
            "gradcheck", "GradcheckError", "save", "load", "cat", "stack", "nn", "functional",
-           "ops", "backend", "cuda_is_available"]
+           "ops", "backend", "distributed", "cuda_is_available"]
 __version__ = "0.1.0"
