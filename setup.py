@@ -20,6 +20,6 @@ setup(
         "mpi": ["mpi4py>=3.1", "mpich"],
         "train": ["tqdm", "matplotlib"],
         "dev": ["pytest", "hypothesis", "torch==2.13.0", "tqdm", "matplotlib",
-                "mpi4py>=3.1", "mpich", "cupy-cuda13x[ctk]"],
+                "mpi4py>=3.1", "mpich", "cupy-cuda13x", "nvidia-cuda-nvrtc>=13,<14"],
     },
 )

@@ -6,7 +6,7 @@
 """
 import numpy
 
-from . import backend, distributed, nn, ops
+from . import backend, debug, distributed, nn, ops, viz
 from .gradcheck import GradcheckError, gradcheck
 from .nn import functional
 from .ops import cat, stack

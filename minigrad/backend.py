@@ -4,6 +4,10 @@ Every op works on raw arrays and asks the data which module to use:
 ``xp = array_module(x)``. This is the only file that imports cupy, and it
 does so lazily, so ``import minigrad`` never needs a GPU.
 """
+import ctypes
+import os
+import sys
+
 import numpy as np
 
 _cupy = None
@@ -87,3 +91,26 @@ def as_strided(array, shape, strides):
         return _cupy.lib.stride_tricks.as_strided(array, shape=shape, strides=strides)
     return np.lib.stride_tricks.as_strided(array, shape=shape, strides=strides,
                                            writeable=False)
+
+
+def _reuse_freed_memory():
+    """Keep the memory of freed arrays for the next step instead of handing it back.
+
+    glibc returns every block over 128 KiB to the kernel when it is freed, so
+    each training step faults in all its activation pages again; for a small
+    CNN that costs more than the arithmetic. Raising the mmap and trim
+    thresholds keeps those pages in the heap for reuse (PyTorch gets the same
+    from its own allocator). Set MINIGRAD_SYSTEM_MALLOC=1 to leave malloc alone.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("MINIGRAD_SYSTEM_MALLOC") == "1":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, ...): nothing to tune
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 32 * 2 ** 20)  # glibc's largest allowed value
+    libc.mallopt(m_trim_threshold, 2 ** 30)
+
+
+_reuse_freed_memory()

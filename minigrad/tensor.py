@@ -16,6 +16,7 @@ import numpy as np
 from . import backend
 
 _grad_enabled = True
+_observer = None  # minigrad.debug installs one to trace ops or detect NaNs; None costs nothing
 
 
 class no_grad:
@@ -41,6 +42,15 @@ class no_grad:
 
 def is_grad_enabled():
     return _grad_enabled
+
+
+def set_observer(observer):
+    """Install an object whose ``forward(function, arrays, options)`` and
+    ``backward(function, grad)`` run every op in place of the plain calls (see
+    minigrad/debug.py); None removes it. Returns the previous one."""
+    global _observer
+    previous, _observer = _observer, observer
+    return previous
 
 
 def unbroadcast(grad, shape):
@@ -85,7 +95,10 @@ class Function:
                 arrays.append(value.data)
             else:
                 arrays.append(value)
-        output = function.forward(*arrays, **options)
+        if _observer is None:
+            output = function.forward(*arrays, **options)
+        else:
+            output = _observer.forward(function, arrays, options)
         result = Tensor.__new__(Tensor)
         result.data = output
         result.grad = None
@@ -169,7 +182,8 @@ def run_backward(root, grad, retain_graph=False):
     ready = [root._ctx]
     while ready:
         function = ready.pop()
-        input_grads = function.backward(pending.pop(function))
+        grad = pending.pop(function)
+        input_grads = function.backward(grad) if _observer is None else _observer.backward(function, grad)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for value, input_grad, needed in zip(function.inputs, input_grads, function.needs_input_grad):

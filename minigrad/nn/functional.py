@@ -86,19 +86,27 @@ def _windows(x, kernel, stride):
                               (s_n, s_c, s_h, s_w, s_h * sh, s_w * sw))
 
 
+def _window_positions(kernel, stride, out_size):
+    """For each kernel offset (i, j): the slice of the input it reads across all windows.
+
+    Looping over the KH*KW offsets (4 for a 2x2 pool, 9 for a 3x3 conv), each a
+    whole-array strided op, is how pooling and col2im avoid Python loops over pixels.
+    """
+    (kh, kw), (sh, sw), (out_h, out_w) = kernel, stride, out_size
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, (slice(None), slice(None),
+                         slice(i, i + sh * (out_h - 1) + 1, sh), slice(j, j + sw * (out_w - 1) + 1, sw))
+
+
 def _fold(cols, input_shape, stride):
     """The adjoint of ``_windows``: add every window's values back where they were read.
 
-    cols (N, C, KH, KW, OH, OW) -> (N, C, H, W). The loop runs over kernel
-    offsets (9 for a 3x3 kernel), each a whole-array strided add.
+    cols (N, C, KH, KW, OH, OW) -> (N, C, H, W).
     """
-    xp = _xp(cols)
-    _, _, kh, kw, out_h, out_w = cols.shape
-    sh, sw = stride
-    out = xp.zeros(input_shape, dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw] += cols[:, :, i, j]
+    out = _xp(cols).zeros(input_shape, dtype=cols.dtype)
+    for i, j, where in _window_positions(cols.shape[2:4], stride, cols.shape[4:]):
+        out[where] += cols[:, :, i, j]
     return out
 
 
@@ -169,23 +177,30 @@ def conv2d(input, weight, bias=None, stride=1, padding=0):
 
 
 class MaxPool2d(Function):
+    """The maximum of each window; its gradient goes to the first maximal input (PyTorch's choice)."""
+
     def forward(self, x, kernel_size, stride, padding):
         _check_4d("max_pool2d", x, kernel_size, padding)
+        xp = _xp(x)
         padded = _pad(x, padding, value=-np.inf)
         windows = _windows(padded, kernel_size, stride)
-        n, c, kh, kw, out_h, out_w = windows.shape
-        flat = windows.reshape(n, c, kh * kw, out_h, out_w)
-        self.winner = flat.argmax(axis=2)
-        self.padded_shape, self.kernel, self.stride, self.padding = padded.shape, kernel_size, stride, padding
-        return flat.max(axis=2)
+        best = windows[:, :, 0, 0].copy()
+        winner = xp.zeros(best.shape, dtype=np.int16)
+        for i, j, _ in _window_positions(kernel_size, stride, best.shape[2:]):
+            candidate = windows[:, :, i, j]
+            better = candidate > best  # strictly: the first maximum keeps the gradient
+            best = xp.maximum(best, candidate)
+            winner += better * (i * kernel_size[1] + j - winner)  # arithmetic: faster than where()
+        self.winner, self.padded_shape = winner, padded.shape
+        self.kernel, self.stride, self.padding = kernel_size, stride, padding
+        return best
 
-    def backward(self, grad):  # the gradient goes to the one input that was the maximum
+    def backward(self, grad):
         xp = _xp(grad)
-        kh, kw = self.kernel
-        offsets = xp.arange(kh * kw).reshape(1, 1, -1, 1, 1)
-        cols = (offsets == self.winner[:, :, None]) * grad[:, :, None]
-        cols = cols.reshape(grad.shape[:2] + (kh, kw) + grad.shape[2:])
-        return _unpad(_fold(cols, self.padded_shape, self.stride), self.padding)
+        out = xp.zeros(self.padded_shape, dtype=grad.dtype)
+        for i, j, where in _window_positions(self.kernel, self.stride, grad.shape[2:]):
+            out[where] += grad * (self.winner == i * self.kernel[1] + j)
+        return _unpad(out, self.padding)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0):
@@ -195,16 +210,25 @@ def max_pool2d(input, kernel_size, stride=None, padding=0):
 
 
 class AvgPool2d(Function):
+    """The mean of each window (padding counts as zeros, as in PyTorch's default)."""
+
     def forward(self, x, kernel_size, stride, padding):
         _check_4d("avg_pool2d", x, kernel_size, padding)
         padded = _pad(x, padding)
+        windows = _windows(padded, kernel_size, stride)
+        total = windows[:, :, 0, 0].copy()
+        for i, j, _ in _window_positions(kernel_size, stride, total.shape[2:]):
+            if i or j:
+                total += windows[:, :, i, j]
         self.padded_shape, self.kernel, self.stride, self.padding = padded.shape, kernel_size, stride, padding
-        return _windows(padded, kernel_size, stride).mean(axis=(2, 3))
+        return total / (kernel_size[0] * kernel_size[1])
 
     def backward(self, grad):  # each input in a window gets 1/(KH*KW) of the window's gradient
-        kh, kw = self.kernel
-        cols = _xp(grad).broadcast_to((grad / (kh * kw))[:, :, None, None], grad.shape[:2] + (kh, kw) + grad.shape[2:])
-        return _unpad(_fold(cols, self.padded_shape, self.stride), self.padding)
+        share = grad / (self.kernel[0] * self.kernel[1])
+        out = _xp(grad).zeros(self.padded_shape, dtype=grad.dtype)
+        for _, _, where in _window_positions(self.kernel, self.stride, grad.shape[2:]):
+            out[where] += share
+        return _unpad(out, self.padding)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0):
