@@ -129,6 +129,8 @@ def test_n_ranks_with_b_over_n_samples_follow_one_process_with_b(ranks):
     assert report["training_moved_parameters_by"] > 1e-2  # the comparison below is not trivial
     assert report["max_diff_ddp"] <= 1e-6, report        # DistributedDataParallel, float64
     assert report["max_diff_explicit"] <= 1e-6, report   # allreduce_gradients with many buckets
+    assert report["max_diff_no_sync_accumulation"] <= 1e-6, report  # two half-batches, one average
+    assert report["no_sync_kept_gradients_local"]       # inside no_sync() nothing was averaged
     assert report["ranks_bitwise_identical"]
     assert report["unused_grad_is_zero"]                 # no rank's .grad is None: all agree
     assert report["mean_rank"] == (ranks - 1) / 2

@@ -1,7 +1,7 @@
-"""Moving arrays between ranks: sum and broadcast of one array, in place, on NumPy or CuPy.
+"""Moving arrays between ranks: sum, broadcast and gather of one array, on NumPy or CuPy.
 
 Every call hands MPI the array's own memory (mpi4py's capitalised, buffer-based
-methods: ``Allreduce``, ``Bcast``), never a pickled copy; the lowercase
+methods: ``Allreduce``, ``Bcast``, ``Allgather``), never a pickled copy; the lowercase
 ``allreduce``/``bcast`` appear only in ``broadcast_object`` and
 ``allgather_object``, for small Python objects such as options and names.
 
@@ -51,6 +51,10 @@ class MPITransport:
         self._wait_for_gpu()
         self.comm.Bcast(array, root=root)
 
+    def allgather(self, array, gathered):
+        self._wait_for_gpu()
+        self.comm.Allgather(array, gathered)
+
 
 class StagedTransport:
     """CuPy arrays through host memory: device -> pinned host buffer -> MPI -> device."""
@@ -77,6 +81,11 @@ class StagedTransport:
         staging = array.get()
         self.host.broadcast_(staging, root)
         array.set(staging)
+
+    def allgather(self, array, gathered):
+        staging = np.empty(gathered.shape, dtype=gathered.dtype)
+        self.host.allgather(array.get(), staging)
+        gathered.set(staging)
 
 
 def _nccl_datatypes(nccl):
@@ -124,6 +133,13 @@ class NCCLTransport:
             return self.fallback.broadcast_(array, root)
         stream = cupy().cuda.get_current_stream().ptr
         self.comm.bcast(array.data.ptr, array.size, datatype, root, stream)
+
+    def allgather(self, array, gathered):
+        datatype = self._datatype(array)
+        if datatype is None:
+            return self.fallback.allgather(array, gathered)
+        stream = cupy().cuda.get_current_stream().ptr
+        self.comm.allGather(array.data.ptr, gathered.data.ptr, array.size, datatype, stream)
 
 
 def mpi_is_cuda_aware(MPI):
@@ -191,6 +207,22 @@ def broadcast_(array, root=0):
     if get_world().size == 1 or array.size == 0:
         return array
     return _in_place(transport_for(array).broadcast_, array, root)
+
+
+def allgather(array):
+    """Every rank's ``array``, stacked in rank order: shape (world_size,) + array.shape.
+
+    ``array``: a NumPy or CuPy array of the same shape and dtype on every rank.
+    """
+    xp = array_module(array)
+    array = xp.ascontiguousarray(array)
+    world = get_world()
+    gathered = xp.empty((world.size,) + array.shape, dtype=array.dtype)
+    if world.size == 1 or array.size == 0:
+        gathered[0] = array
+        return gathered
+    transport_for(array).allgather(array, gathered)
+    return gathered
 
 
 def broadcast_object(value, root=0):

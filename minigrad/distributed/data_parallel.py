@@ -136,30 +136,29 @@ def broadcast_optimizer_state(optimizer, root=0):
 
 
 class Bucket:
-    """Consecutive parameters of one dtype and device, packed into one flat array ``flat``."""
+    """Consecutive parameters of one dtype and device, packed into one flat array ``flat``.
+
+    ``slots[i]`` is the part of ``flat`` that holds parameter i's gradient, in its shape (a view).
+    """
 
     def __init__(self, parameters):
         self.parameters = parameters
-        sizes = [p.data.size for p in parameters]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        self.flat = array_module(parameters[0].data).empty(int(self.offsets[-1]), dtype=parameters[0].dtype)
-
-    def slot(self, index):
-        """The part of ``flat`` that holds parameter ``index``, in its shape (a view)."""
-        start, stop = self.offsets[index], self.offsets[index + 1]
-        return self.flat[start:stop].reshape(self.parameters[index].shape)
+        offsets = np.cumsum([0] + [p.data.size for p in parameters])
+        self.flat = array_module(parameters[0].data).empty(int(offsets[-1]), dtype=parameters[0].dtype)
+        self.slots = [self.flat[start:stop].reshape(p.shape)
+                      for p, start, stop in zip(parameters, offsets[:-1], offsets[1:])]
 
     def average(self, world_size):
         """Every parameter's .grad <- the mean of that .grad over the ranks (None counts as 0)."""
         xp = array_module(self.flat)
-        for index, parameter in enumerate(self.parameters):
+        for parameter, slot in zip(self.parameters, self.slots):
             if parameter.grad is None:
-                self.slot(index)[...] = 0
+                slot[...] = 0
             else:
-                xp.multiply(parameter.grad.data, 1.0 / world_size, out=self.slot(index))
+                xp.multiply(parameter.grad.data, 1.0 / world_size, out=slot)
         allreduce_sum_(self.flat)
-        for index, parameter in enumerate(self.parameters):
-            parameter.grad = Tensor(self.slot(index))
+        for parameter, slot in zip(self.parameters, self.slots):
+            parameter.grad = Tensor(slot)
 
 
 class GradientBuckets:

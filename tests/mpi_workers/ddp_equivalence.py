@@ -59,6 +59,28 @@ def train(model, inputs, targets, average, sync_model=None):
     return loss
 
 
+def train_accumulating(model, ddp, inputs, targets):
+    """Each step in two halves: the first backward under no_sync() only accumulates locally,
+    the second averages the sum; loss/2 per half makes the sum the mean over the shard."""
+    parameters = list(model.parameters())
+    velocities = [np.zeros_like(p.data) for p in parameters]
+    half = inputs.shape[1] // 2
+    local_gradients_differ = None
+    for step in range(STEPS):
+        for p in parameters:
+            p.grad = None
+        with ddp.no_sync():
+            loss = nn.functional.cross_entropy(ddp(mg.tensor(inputs[step, :half])), mg.tensor(targets[step, :half]))
+            (loss * 0.5).backward()
+        if step == 0:  # no averaging yet: every rank still holds the gradient of its own half
+            gathered = dist.collectives.allgather(parameters[0].grad.data)
+            local_gradients_differ = all(not np.array_equal(gathered[0], other) for other in gathered[1:])
+        loss = nn.functional.cross_entropy(ddp(mg.tensor(inputs[step, half:])), mg.tensor(targets[step, half:]))
+        (loss * 0.5).backward()
+        sgd_step(parameters, velocities)
+    return local_gradients_differ
+
+
 def flat(model):
     return np.concatenate([p.data.ravel() for p in model.parameters()])
 
@@ -80,7 +102,12 @@ def main():
     train(explicit_model, inputs[:, shard], targets[:, shard],
           lambda: dist.allreduce_gradients(explicit_model, bucket_cap_mb=0.001))
 
-    mine = np.stack([flat(ddp_model), flat(explicit_model)])
+    # Path 3: gradient accumulation over two half-batches with no_sync().
+    accumulating_model = make_net(seed=100)
+    no_sync_kept_gradients_local = train_accumulating(accumulating_model, dist.DistributedDataParallel(accumulating_model),
+                       inputs[:, shard], targets[:, shard])
+
+    mine = np.stack([flat(ddp_model), flat(explicit_model), flat(accumulating_model)])
     everyone = np.empty((size,) + mine.shape) if rank == 0 else None
     if size > 1:
         from mpi4py import MPI
@@ -102,6 +129,8 @@ def main():
         "local_rank_of_root": dist.get_local_rank(),
         "max_diff_ddp": float(np.abs(everyone[:, 0] - expected).max()),
         "max_diff_explicit": float(np.abs(everyone[:, 1] - expected).max()),
+        "max_diff_no_sync_accumulation": float(np.abs(everyone[:, 2] - expected).max()),
+        "no_sync_kept_gradients_local": no_sync_kept_gradients_local,
         "ranks_bitwise_identical": bool((everyone == everyone[0]).all()),
         "unused_grad_is_zero": ddp_model.unused.weight.grad is None if size == 1
         else bool((ddp_model.unused.weight.grad.data == 0).all()),
