@@ -13,6 +13,7 @@ from .ops import cat, stack
 from .random import manual_seed
 from .serialization import load, save
 from .tensor import Function, Tensor, is_grad_enabled, no_grad, tensor
+from . import data
 
 float32 = numpy.float32
 float64 = numpy.float64
