@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -155,8 +154,7 @@ def worker():
 
 
 def _mpiexec():
-    beside_python = Path(sys.executable).parent / "mpiexec"
-    found = str(beside_python) if beside_python.exists() else shutil.which("mpiexec")
+    found = dist.find_mpiexec()
     if found is None:
         sys.exit("bench_allreduce: no mpiexec next to this Python or on PATH (pip install 'minigrad[mpi]')")
     return found

@@ -6,7 +6,6 @@ this process, the pieces that need no second process.
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+import minigrad.distributed as dist
 from minigrad import nn
 from minigrad.distributed.data_parallel import GradientBuckets, _first_difference
 from minigrad.tensor import Function, queue_callback
@@ -25,8 +25,7 @@ ROOT = Path(__file__).parent.parent
 
 
 def _mpiexec():
-    beside_python = Path(sys.executable).parent / "mpiexec"
-    found = str(beside_python) if beside_python.exists() else shutil.which("mpiexec")
+    found = dist.find_mpiexec()
     if found is None:
         pytest.skip("no mpiexec next to this Python or on PATH (pip install 'minigrad[mpi]')")
     return found

@@ -11,9 +11,11 @@ needs it. Without mpi4py, or without a launcher, ``init()`` makes a world of one
 the same script runs unchanged on one process.
 """
 import os
+import shutil
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from ..backend import cuda_is_available, cupy, normalize_device
 
@@ -45,6 +47,13 @@ class World:
 
 
 _world = None
+
+
+def find_mpiexec():
+    """The ``mpiexec`` that belongs to this Python (next to it, as the mpich wheel installs it),
+    else the first on PATH; None if there is none."""
+    beside_python = Path(sys.executable).parent / "mpiexec"
+    return str(beside_python) if beside_python.exists() else shutil.which("mpiexec")
 
 
 def _launched_by_mpi():
