@@ -12,9 +12,11 @@ three ways, for LeNet-300-100 (266,610 parameters in 6 arrays), a
 
 Each time is the slowest rank's, median over repeats.
 
-Part 2: training throughput of LeNet-300-100 with ``DistributedDataParallel``,
-each rank taking its own batch of --batch samples (weak scaling: with N ranks a
-step trains N * batch samples), in samples per second.
+Part 2: training throughput of LeNet-300-100 with ``DistributedDataParallel``
+on Fashion-MNIST (``DistributedSampler`` + ``DataLoader``; random images of the
+same shape where the data set is not installed), each rank taking its own
+batch of --batch samples (weak scaling: with N ranks a step trains N * batch
+samples), in samples per second.
 
     mpiexec -n 2 python benchmarks/bench_allreduce.py   # one world size: prints JSON
     python benchmarks/bench_allreduce.py --all          # 1, 2 and 4 ranks, one table
@@ -49,11 +51,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minigrad as mg  # noqa: E402
 import minigrad.distributed as dist  # noqa: E402
 from minigrad import nn  # noqa: E402
+from minigrad.data import DataLoader, DistributedSampler, FashionMNIST, TensorDataset  # noqa: E402
 from minigrad.distributed.world import get_world  # noqa: E402
 
 
 def lenet_300_100():
-    return nn.Sequential(nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))
 
 
 def mlp_25m():
@@ -114,25 +117,42 @@ def averaging_times(model):
     return result
 
 
+def fashion_mnist_batches():
+    """This rank's batches of Fashion-MNIST, epoch after epoch, and the data set's name."""
+    try:
+        dataset, name = FashionMNIST(download=False), "Fashion-MNIST"
+    except Exception:  # not installed here: random images of the same shape
+        rng = np.random.default_rng(0)
+        dataset = TensorDataset(rng.random((60000, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 60000))
+        name = "random images (Fashion-MNIST not installed)"
+    loader = DataLoader(dataset, batch_size=args.batch, sampler=DistributedSampler(dataset, seed=0),
+                        drop_last=True)
+
+    def forever():
+        while True:
+            yield from loader
+    return forever(), name
+
+
 def training_throughput():
     """Samples per second of DDP training of LeNet-300-100, all ranks together."""
     mg.manual_seed(0)
     model = dist.DistributedDataParallel(lenet_300_100())
     parameters = list(model.parameters())
-    rng = np.random.default_rng(dist.get_rank())
-    inputs = mg.tensor(rng.random((args.batch, 784), dtype=np.float32))
-    targets = mg.tensor(rng.integers(0, 10, args.batch))
+    batches, data_name = fashion_mnist_batches()
 
     def step():
+        images, labels = next(batches)
         for parameter in parameters:
             parameter.grad = None
-        nn.functional.cross_entropy(model(inputs), targets).backward()
+        nn.functional.cross_entropy(model(images), labels).backward()
         with mg.no_grad():
             for parameter in parameters:
                 parameter.data -= 0.01 * parameter.grad.data
 
     step_ms = slowest_rank_median_ms(step, args.steps)
-    return {"ms_per_step": step_ms, "samples_per_second": dist.get_world_size() * args.batch / (step_ms / 1e3)}
+    return {"ms_per_step": step_ms, "samples_per_second": dist.get_world_size() * args.batch / (step_ms / 1e3),
+            "data": data_name}
 
 
 def worker():
