@@ -5,7 +5,9 @@ three ways, for LeNet-300-100 (266,610 parameters in 6 arrays), a
 25M-parameter MLP (24 layers of 1024x1024, 48 arrays), and 100 layers of 32x32
 (105,600 parameters in 200 small arrays, where one call per array costs most):
 
-- bucketed: ``mg.distributed.allreduce_gradients`` (flat buckets of 25 MB),
+- bucketed: ``GradientBuckets.average_gradients``, what ``DistributedDataParallel``
+  runs after backward (flat buckets of 25 MB; ``allreduce_gradients(model)``
+  adds a walk over the model's modules to find the parameters),
 - per parameter: one ``Allreduce`` per gradient array, then the division by N,
 - raw: one ``Allreduce`` of a flat buffer of the same bytes, already packed
   (the floor that bucketing tries to reach; target: bucketed within 1.1x).
@@ -52,6 +54,7 @@ import minigrad as mg  # noqa: E402
 import minigrad.distributed as dist  # noqa: E402
 from minigrad import nn  # noqa: E402
 from minigrad.data import DataLoader, DistributedSampler, FashionMNIST, TensorDataset  # noqa: E402
+from minigrad.distributed.data_parallel import GradientBuckets  # noqa: E402
 from minigrad.distributed.world import get_world  # noqa: E402
 
 
@@ -93,10 +96,12 @@ def averaging_times(model):
     rng = np.random.default_rng(dist.get_rank())
     fresh = [mg.Tensor(rng.standard_normal(p.shape).astype(p.dtype)) for p in parameters]
 
+    buckets = GradientBuckets(parameters)
+
     def bucketed():
         for parameter, grad in zip(parameters, fresh):  # what backward leaves: new arrays
             parameter.grad = grad
-        dist.allreduce_gradients(model)
+        buckets.average_gradients()
 
     def per_parameter():
         for grad in fresh:

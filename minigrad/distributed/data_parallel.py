@@ -138,7 +138,9 @@ def broadcast_optimizer_state(optimizer, root=0):
 class Bucket:
     """Consecutive parameters of one dtype and device, packed into one flat array ``flat``.
 
-    ``slots[i]`` is the part of ``flat`` that holds parameter i's gradient, in its shape (a view).
+    ``slots[i]`` is the part of ``flat`` that holds parameter i's gradient, in its
+    shape (a view); after ``average`` parameter i's ``.grad`` is a Tensor on that
+    view (PyTorch's ``gradient_as_bucket_view``), overwritten by the next ``average``.
     """
 
     def __init__(self, parameters):
@@ -147,18 +149,24 @@ class Bucket:
         self.flat = array_module(parameters[0].data).empty(int(offsets[-1]), dtype=parameters[0].dtype)
         self.slots = [self.flat[start:stop].reshape(p.shape)
                       for p, start, stop in zip(parameters, offsets[:-1], offsets[1:])]
+        self.grads = [Tensor(slot) for slot in self.slots]  # made once: a Tensor per step costs more
 
     def average(self, world_size):
         """Every parameter's .grad <- the mean of that .grad over the ranks (None counts as 0)."""
         xp = array_module(self.flat)
-        for parameter, slot in zip(self.parameters, self.slots):
-            if parameter.grad is None:
-                slot[...] = 0
-            else:
-                xp.multiply(parameter.grad.data, 1.0 / world_size, out=slot)
+        local = [xp.zeros(p.data.size, dtype=self.flat.dtype) if p.grad is None else p.grad.data.reshape(-1)
+                 for p in self.parameters]
+        xp.concatenate(local, out=self.flat)  # one call packs them all: cheap for many small arrays
+        self.flat *= 1.0 / world_size
         allreduce_sum_(self.flat)
-        for parameter, slot in zip(self.parameters, self.slots):
-            parameter.grad = Tensor(slot)
+        for parameter, grad, slot in zip(self.parameters, self.grads, self.slots):
+            grad.data = slot  # backward may have rebound it while accumulating
+            parameter.grad = grad
+
+
+def _signature(parameters):
+    """What the buckets were laid out for: each parameter, its shape, dtype and array type."""
+    return [(id(p), p.data.shape, p.data.dtype, type(p.data)) for p in parameters]
 
 
 class GradientBuckets:
@@ -170,7 +178,8 @@ class GradientBuckets:
     """
 
     def __init__(self, parameters, bucket_cap_mb=25):
-        self.signature, self.cap_mb = _signature(parameters), bucket_cap_mb
+        self.parameters, self.cap_mb = parameters, bucket_cap_mb
+        self.signature = _signature(parameters)
         cap_bytes = bucket_cap_mb * 1024 * 1024
         self.buckets, current, current_bytes = [], [], 0
         for parameter in parameters:
@@ -184,6 +193,11 @@ class GradientBuckets:
         if current:
             self.buckets.append(Bucket(current))
 
+    def still_fit(self, parameters=None):
+        """True while ``parameters`` (default: the ones they were made for) keep their shapes,
+        dtypes and devices; ``model.to("cuda")`` or ``.double()`` calls for new buckets."""
+        return _signature(self.parameters if parameters is None else parameters) == self.signature
+
     def average_gradients(self):
         world_size = get_world().size
         for bucket in self.buckets:
@@ -193,10 +207,6 @@ class GradientBuckets:
 def _trainable(model):
     parameters = model.parameters() if isinstance(model, Module) else model
     return [p for p in parameters if p.requires_grad]
-
-
-def _signature(parameters):
-    return tuple((id(p), p.shape, p.dtype, device_of(p.data)) for p in parameters)
 
 
 _buckets_of_model = weakref.WeakKeyDictionary()
@@ -212,12 +222,11 @@ def allreduce_gradients(model, bucket_cap_mb=25):
     if get_world().size == 1:
         return
     parameters = _trainable(model)
-    if not isinstance(model, Module):
-        return GradientBuckets(parameters, bucket_cap_mb).average_gradients()
-    buckets = _buckets_of_model.get(model)
-    if buckets is None or buckets.signature != _signature(parameters) or buckets.cap_mb != bucket_cap_mb:
+    buckets = _buckets_of_model.get(model) if isinstance(model, Module) else None
+    if buckets is None or buckets.cap_mb != bucket_cap_mb or not buckets.still_fit(parameters):
         buckets = GradientBuckets(parameters, bucket_cap_mb)
-        _buckets_of_model[model] = buckets
+        if isinstance(model, Module):
+            _buckets_of_model[model] = buckets
     buckets.average_gradients()
 
 
@@ -252,6 +261,7 @@ class DistributedDataParallel(Module):
         self.broadcast_buffers = broadcast_buffers
         self.require_backward_grad_sync = True
         self._averaging_queued = False
+        self._buckets = None  # laid out at the first backward: the parameters are fixed from then on
         check_model_consistency(module)
         broadcast_parameters(module)
 
@@ -273,7 +283,9 @@ class DistributedDataParallel(Module):
 
     def _average_gradients_now(self):
         self._averaging_queued = False
-        allreduce_gradients(self.module, self.bucket_cap_mb)
+        if self._buckets is None or not self._buckets.still_fit():
+            self._buckets = GradientBuckets(_trainable(self.module), self.bucket_cap_mb)
+        self._buckets.average_gradients()
 
     @contextmanager
     def no_sync(self):
