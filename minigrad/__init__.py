@@ -9,6 +9,7 @@ import numpy
 from . import backend, debug, distributed, nn, ops, viz
 from .gradcheck import GradcheckError, gradcheck
 from .nn import functional
+from . import optim
 from .ops import cat, stack
 from .random import manual_seed
 from .serialization import load, save

@@ -11,6 +11,7 @@ from .. import backend, random
 from ..ops import (Abs, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh,  # noqa: F401
                    flatten)
 from ..tensor import Function, Tensor
+from .batchnorm import batch_norm  # noqa: F401  (implemented beside its layers and kernels)
 
 
 def _xp(array):

@@ -1,0 +1,29 @@
+"""The networks train.py and the benchmarks train, for 1x28x28 images and 10 classes."""
+from . import nn
+
+
+def mlp(hidden=(256, 128)):
+    """A multilayer perceptron 784-256-128-10 with ReLU."""
+    layers, width = [nn.Flatten()], 28 * 28
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.ReLU()]
+        width = size
+    return nn.Sequential(*layers, nn.Linear(width, 10))
+
+
+def lenet300():
+    """LeNet-300-100 (784-300-100-10), the network Han et al. pruned 12x without loss."""
+    return mlp(hidden=(300, 100))
+
+
+def cnn(channels=(32, 64), hidden=128, dropout=0.25):
+    """Two conv-BatchNorm-ReLU-pool blocks, then a hidden layer: about 0.92 on Fashion-MNIST."""
+    first, second = channels
+    return nn.Sequential(
+        nn.Conv2d(1, first, 3, padding=1, bias=False), nn.BatchNorm2d(first), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(first, second, 3, padding=1, bias=False), nn.BatchNorm2d(second), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(second * 7 * 7, hidden), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(hidden, 10))
+
+
+MODELS = {"mlp": mlp, "lenet300": lenet300, "cnn": cnn}

@@ -1,0 +1,365 @@
+"""Batch normalization: ``BatchNorm1d``, ``BatchNorm2d`` and ``functional.batch_norm``.
+
+For an input x of shape (N, C), (N, C, L) or (N, C, H, W), seen as (N, C, S)
+with S the product of the trailing axes, every channel c is normalised over
+its M = N * S values:
+
+    mean_c   = (1/M) sum x                       (over n and s)
+    var_c    = (1/M) sum (x - mean_c)^2           (biased: this normalises)
+    invstd_c = 1 / sqrt(var_c + eps)
+    xhat     = (x - mean_c) * invstd_c
+    y        = xhat * weight_c + bias_c
+
+In training the batch statistics are used and the running statistics move
+towards them: running = (1 - momentum) * running + momentum * batch, with the
+unbiased variance M2 / (M - 1) for running_var (momentum=None: a cumulative
+average, momentum = 1 / num_batches_tracked). In eval mode the running
+statistics take the place of mean_c and var_c.
+
+The backward pass is the closed form, not the forward op by op
+(mean_c(.) is the average over a channel's M values):
+
+    dx      = weight_c * invstd_c * (dy - mean_c(dy) - xhat * mean_c(dy * xhat))
+    dweight = sum dy * xhat,  dbias = sum dy
+
+(in eval mode the statistics are constants and dx = weight_c * invstd_c * dy).
+
+Each step below is written once in NumPy (``xp``, so it also runs on CuPy
+arrays of any dtype) and is the reference twin of one kernel in
+kernels/batchnorm.cu; float32 CuPy arrays go through the kernels
+(minigrad/nn/batchnorm_cuda.py) with the same arguments.
+"""
+import types
+
+import numpy as np
+
+from .. import backend
+from ..tensor import Function, Tensor
+from .module import Module, Parameter
+
+
+def _channel_view(x):
+    """x as (N, C, S); S = 1 for (N, C)."""
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _per_channel(values, ndim):
+    """A (C,) array shaped (1, C, 1, ...) to broadcast against an ndim-D input."""
+    return values.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+# ----- the steps, each the NumPy twin of a kernel ----------------------------------
+def batch_statistics(x):
+    """Per-channel (count, mean, M2) of x, each (C,): M2 = sum (x - mean)^2. Kernel: statistics."""
+    xp = backend.array_module(x)
+    values = _channel_view(x)
+    count = values.shape[0] * values.shape[2]
+    mean = values.mean(axis=(0, 2))
+    m2 = ((values - mean[:, None]) ** 2).sum(axis=(0, 2))
+    return xp.full(mean.shape, count, dtype=mean.dtype), mean, m2
+
+
+def merge_statistics(count, mean, m2):
+    """Chan's formula: merge partial statistics along axis 0, (P, C) each -> (C,) each.
+
+    M = sum M_p,  mean = sum M_p mean_p / M,  M2 = sum M2_p + sum M_p (mean_p - mean)^2.
+    The kernels merge the partials of a channel's chunks this way; SyncBatchNorm
+    merges the statistics gathered from every process with it.
+    """
+    total = count.sum(axis=0)
+    merged_mean = (count * mean).sum(axis=0) / total
+    merged_m2 = m2.sum(axis=0) + (count * (mean - merged_mean) ** 2).sum(axis=0)
+    return total, merged_mean, merged_m2
+
+
+def finalize_statistics(count, mean, m2, running_mean, running_var, momentum, eps):
+    """(save_mean, save_invstd) from the batch statistics; moves the running ones in place.
+
+    running_mean/var are arrays or None (not tracked). Kernel: finalize.
+    """
+    xp = backend.array_module(mean)
+    invstd = 1 / xp.sqrt(m2 / count + eps)
+    if running_mean is not None:
+        running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+    if running_var is not None:
+        running_var[...] = (1 - momentum) * running_var + momentum * (m2 / (count - 1))
+    return mean, invstd
+
+
+def training_statistics(x, running_mean, running_var, momentum, eps, combine=None):
+    """(count, save_mean, save_invstd) of a training batch: statistics, combine, finalize.
+
+    ``combine(count, mean, m2)`` is the hook that makes the statistics those of
+    the whole batch across processes (None: this process's batch is the whole batch).
+    """
+    count, mean, m2 = batch_statistics(x)
+    if combine is not None:
+        count, mean, m2 = combine(count, mean, m2)
+    save_mean, save_invstd = finalize_statistics(count, mean, m2, running_mean, running_var, momentum, eps)
+    return count, save_mean, save_invstd
+
+
+def normalize(x, mean, invstd, weight, bias):
+    """y = (x - mean) * invstd * weight + bias per channel; weight/bias may be None. Kernel: normalize."""
+    ndim = x.ndim
+    scale = invstd if weight is None else invstd * weight
+    y = x - _per_channel(mean, ndim)  # a fresh array: the next steps work in place
+    y *= _per_channel(scale.astype(y.dtype, copy=False), ndim)
+    if bias is not None:
+        y += _per_channel(bias.astype(y.dtype, copy=False), ndim)
+    return y
+
+
+def normalize_with_running_stats(x, running_mean, running_var, weight, bias, eps):
+    """Eval mode: normalize with invstd = 1 / sqrt(running_var + eps). Kernel: normalize (one pass)."""
+    xp = backend.array_module(x)
+    return normalize(x, running_mean, 1 / xp.sqrt(running_var + eps), weight, bias)
+
+
+def gradient_sums(grad_output, x, mean, invstd):
+    """Per-channel (sum dy, sum dy * xhat), each (C,). Kernel: backward_sums."""
+    values, grads = _channel_view(x), _channel_view(grad_output)
+    xhat = (values - mean[:, None]) * invstd[:, None]
+    return grads.sum(axis=(0, 2)), (grads * xhat).sum(axis=(0, 2))
+
+
+def input_gradient(grad_output, x, mean, invstd, weight, sum_dy, sum_dy_xhat, count, training):
+    """dx = weight * invstd * (dy - sum_dy / M - xhat * sum_dy_xhat / M); dx = weight * invstd * dy in eval.
+
+    Kernel: backward_input.
+    """
+    ndim = x.ndim
+    scale = invstd if weight is None else invstd * weight
+    if not training:
+        return (grad_output * _per_channel(scale, ndim)).astype(x.dtype, copy=False)
+    xhat = (x - _per_channel(mean, ndim)) * _per_channel(invstd, ndim)
+    xhat *= _per_channel(sum_dy_xhat / count, ndim)  # now xhat * mean(dy * xhat)
+    centered = grad_output - _per_channel(sum_dy / count, ndim)
+    centered -= xhat
+    centered *= _per_channel(scale, ndim)
+    return centered.astype(x.dtype, copy=False)
+
+
+_REFERENCE_STEPS = types.SimpleNamespace(
+    training_statistics=training_statistics, finalize_statistics=finalize_statistics,
+    normalize=normalize, normalize_with_running_stats=normalize_with_running_stats,
+    gradient_sums=gradient_sums, input_gradient=input_gradient)
+
+
+def _steps_for(x, *per_channel):
+    """The CUDA kernels for float32 CuPy data, else the NumPy twins above (which also run on CuPy).
+
+    The kernels update the running statistics in place, so those (and weight,
+    bias) must be contiguous float32 arrays too.
+    """
+    kernel_ready = all(values is None or (values.dtype == np.float32 and values.flags.c_contiguous)
+                       for values in per_channel)
+    if backend.is_cupy_array(x) and x.dtype == np.float32 and kernel_ready:
+        from . import batchnorm_cuda
+        return batchnorm_cuda
+    return _REFERENCE_STEPS
+
+
+# ----- the differentiable op ---------------------------------------------------------
+class BatchNormFunction(Function):
+    """y = batch_norm(x; weight, bias) with the closed-form backward.
+
+    apply(x, weight, bias, running_mean=, running_var=, training=, momentum=, eps=, group=None):
+    x (N, C, ...), weight and bias (C,) tensors or None, running_mean/var (C,)
+    arrays or None (updated in place in training).
+
+    Hooks for synchronised batch norm (override in a subclass; ``self.group`` is
+    whatever the caller passed as ``group``, e.g. an MPI communicator):
+
+    - ``combine_statistics(count, mean, m2)``: per-channel (C,) arrays of this
+      process's batch (values per channel, their mean, and M2 = sum (x - mean)^2)
+      -> the same three for the whole batch across processes. Identity here.
+      Gather the triples of every rank (stacked to (ranks, C)) and merge them
+      with ``merge_statistics`` (Chan's formula, exact and stable).
+    - ``combine_gradient_sums(sum_dy, sum_dy_xhat)``: per-channel sums over this
+      process's batch -> sums over the whole batch (an all-reduce with SUM).
+      Identity here. The count used by backward is the combined one.
+
+    The hooks see raw arrays of the data's device (NumPy or CuPy, float32 on the
+    GPU) and must return arrays of the same shape, dtype and device. When
+    ``combine_statistics`` is overridden, the GPU path runs the statistics
+    kernel, the hook, then a small finalize kernel (three launches instead of two).
+    """
+
+    def combine_statistics(self, count, mean, m2):
+        return count, mean, m2
+
+    def combine_gradient_sums(self, sum_dy, sum_dy_xhat):
+        return sum_dy, sum_dy_xhat
+
+    def _overrides(self, hook):
+        return getattr(type(self), hook) is not getattr(BatchNormFunction, hook)
+
+    def forward(self, x, weight, bias, running_mean=None, running_var=None, training=False,
+                momentum=0.1, eps=1e-5, group=None):
+        steps = _steps_for(x, weight, bias, running_mean, running_var)
+        self.group, self.training, self.steps, self.eps = group, training, steps, eps
+        self.x, self.weight = x, weight
+        if not training:  # backward derives invstd from these only if it runs
+            self.mean, self.running_var, self.count = running_mean, running_var, None
+            return steps.normalize_with_running_stats(x, running_mean, running_var, weight, bias, eps)
+        combine = self.combine_statistics if self._overrides("combine_statistics") else None
+        self.count, self.mean, self.invstd = steps.training_statistics(x, running_mean, running_var,
+                                                                       momentum, eps, combine)
+        return steps.normalize(x, self.mean, self.invstd, weight, bias)
+
+    def backward(self, grad):
+        need_x, need_weight, need_bias = self.needs_input_grad
+        steps = self.steps
+        if not self.training:
+            self.invstd = 1 / backend.array_module(grad).sqrt(self.running_var + self.eps)
+        sum_dy = sum_dy_xhat = grad_x = None
+        if need_weight or need_bias or (need_x and self.training):  # eval-mode dx needs no sums
+            sum_dy, sum_dy_xhat = steps.gradient_sums(grad, self.x, self.mean, self.invstd)
+        if need_x:
+            total_dy, total_dy_xhat = sum_dy, sum_dy_xhat
+            if self.training:
+                total_dy, total_dy_xhat = self.combine_gradient_sums(sum_dy, sum_dy_xhat)
+            grad_x = steps.input_gradient(grad, self.x, self.mean, self.invstd, self.weight,
+                                          total_dy, total_dy_xhat, self.count, self.training)
+        # weight and bias get this process's sums: data parallelism all-reduces parameter gradients itself
+        grad_weight = sum_dy_xhat if need_weight else None
+        grad_bias = sum_dy if need_bias else None
+        return grad_x, grad_weight, grad_bias
+
+
+def _check_channels(op, x, name, values):
+    if values is not None and values.shape != (x.shape[1],):
+        raise ValueError(f"{op}: input has {x.shape[1]} channels (input shape {tuple(x.shape)}), "
+                         f"but {name} has shape {tuple(values.shape)}; expected ({x.shape[1]},)")
+
+
+def _check_batch_size(op, shape):
+    values_per_channel = shape[0] * int(np.prod(shape[2:], dtype=np.int64))
+    if values_per_channel <= 1:
+        raise ValueError(f"{op}: Expected more than 1 value per channel when training, "
+                         f"got input size {tuple(shape)}")
+
+
+def _raw(value):
+    return value.data if isinstance(value, Tensor) else value
+
+
+def _batch_norm(function_class, input, running_mean, running_var, weight, bias, training, momentum, eps,
+                group=None):
+    op = "batch_norm"
+    if input.ndim < 2:
+        raise ValueError(f"{op}: expected an input of shape (N, C, ...), got shape {tuple(input.shape)}")
+    running_mean, running_var = _raw(running_mean), _raw(running_var)
+    for name, values in (("running_mean", running_mean), ("running_var", running_var),
+                         ("weight", weight), ("bias", bias)):
+        _check_channels(op, input, name, values)
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError(f"{op}: running_mean and running_var must be given in evaluation mode "
+                         f"(training=False)")
+    if training:
+        _check_batch_size(op, input.shape)
+    return function_class.apply(input, weight, bias, running_mean=running_mean, running_var=running_var,
+                                training=training, momentum=momentum, eps=eps, group=group)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5):
+    """Batch normalization of input (N, C, ...) per channel (PyTorch's ``F.batch_norm``).
+
+    running_mean, running_var: (C,) tensors or arrays, or None; updated in place
+    when training. weight, bias: (C,) tensors or None. training=True normalises
+    with the batch statistics, False with the running ones.
+    """
+    return _batch_norm(BatchNormFunction, input, running_mean, running_var, weight, bias, training,
+                       momentum, eps)
+
+
+# ----- the layers ----------------------------------------------------------------------
+class _BatchNorm(Module):
+    """Batch normalization over channel axis 1; see the module docstring for the math.
+
+    Parameters ``weight`` (ones) and ``bias`` (zeros) when affine; buffers
+    ``running_mean`` (zeros), ``running_var`` (ones) and ``num_batches_tracked``
+    (int64) when track_running_stats. ``function_class`` is the op that runs:
+    SyncBatchNorm swaps in a subclass of BatchNormFunction whose hooks talk to
+    the other processes, and passes its communicator as ``self.group``.
+    """
+
+    function_class = BatchNormFunction
+    group = None
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 device=None, dtype=np.float32):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = Parameter(np.ones(num_features, dtype=dtype))
+            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=dtype)))
+            self.register_buffer("running_var", Tensor(np.ones(num_features, dtype=dtype)))
+            self.register_buffer("num_batches_tracked", Tensor(np.array(0, dtype=np.int64)))
+        else:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(name, None)
+        if device is not None:
+            self.to(device)
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            self.running_mean.data[...] = 0
+            self.running_var.data[...] = 1
+            self.num_batches_tracked.data[...] = 0
+
+    def reset_parameters(self):
+        self.reset_running_stats()
+        if self.affine:
+            self.weight.data[...] = 1
+            self.bias.data[...] = 0
+
+    def _check_input_dim(self, input):
+        raise NotImplementedError
+
+    def forward(self, input):
+        name = type(self).__name__
+        self._check_input_dim(input)
+        if input.shape[1] != self.num_features:
+            raise ValueError(f"{name}: input has {input.shape[1]} channels (input shape {tuple(input.shape)}), "
+                             f"but the layer has num_features={self.num_features}")
+        if self.training:
+            _check_batch_size(name, input.shape)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data += 1
+            if self.momentum is None:  # cumulative moving average
+                momentum = 1.0 / float(self.num_batches_tracked.item())
+        use_batch_stats = self.training or self.running_mean is None
+        return _batch_norm(self.function_class, input, self.running_mean, self.running_var,
+                           self.weight, self.bias, use_batch_stats, momentum, self.eps, group=self.group)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization of (N, C) or (N, C, L) input over N (and L), per channel."""
+
+    def _check_input_dim(self, input):
+        if input.ndim not in (2, 3):
+            raise ValueError(f"BatchNorm1d: expected 2D or 3D input (N, C) or (N, C, L), "
+                             f"got {input.ndim}D input of shape {tuple(input.shape)}")
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization of (N, C, H, W) input over N, H and W, per channel."""
+
+    def _check_input_dim(self, input):
+        if input.ndim != 4:
+            raise ValueError(f"BatchNorm2d: expected 4D input (N, C, H, W), "
+                             f"got {input.ndim}D input of shape {tuple(input.shape)}")

@@ -1,0 +1,236 @@
+"""kernels/batchnorm.cu against its NumPy twins (minigrad/nn/batchnorm.py).
+
+Every kernel step of minigrad/nn/batchnorm_cuda.py is compared with the twin
+of the same name on fresh random inputs of awkward sizes (not multiples of the
+block size; float4 and scalar variants; planar NCHW and rows (N, C) layouts;
+several blocks per channel). Two devices run the same checks:
+
+- "emulated": the kernels compiled with g++ and run on the CPU by
+  tests/cuda_emulator.h (threads as fibers, blocks in random order), so the
+  launch geometry, argument types and the last-block merges are checked
+  without a GPU;
+- "cuda": the real GPU (marker gpu; skipped without CUDA).
+"""
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import backend
+from minigrad.nn import batchnorm as reference
+from minigrad.nn import batchnorm_cuda
+
+import cuda_emulator
+
+# Shapes: planar scalar (S odd), planar float4 (S % 4 == 0), rows float4 and
+# scalar (C % 4), (N, C, L), a single row per chunk, one-channel inputs.
+EMULATED_SHAPES = [(3, 5, 7, 11), (33, 12, 13, 13), (6, 8, 4, 4), (257, 100), (67, 37), (5, 3, 2), (2, 1, 3, 5)]
+GPU_SHAPES = EMULATED_SHAPES + [(257, 1000), (33, 64, 13, 13), (4, 3, 301, 299), (8192, 36), (2, 2048, 7, 7),
+                                (1, 3, 1000, 1001)]
+
+
+class _Emulated:
+    def __init__(self, monkeypatch):
+        if not cuda_emulator.compiler_available():
+            pytest.fail("the kernel emulator needs g++ (apt-get install g++)")
+        # Several blocks per channel even for small inputs: more blocks, fewer values each.
+        monkeypatch.setattr(batchnorm_cuda, "device", cuda_emulator.EmulatedDevice("batchnorm", multiprocessors=6))
+        monkeypatch.setattr(batchnorm_cuda, "UNITS_PER_THREAD", 1)
+        self.shapes = EMULATED_SHAPES
+
+    def to_device(self, array):
+        return array
+
+    def to_numpy(self, array):
+        return array
+
+
+class _Cuda:
+    def __init__(self, monkeypatch):
+        self.xp = backend.cupy()
+        self.shapes = GPU_SHAPES
+
+    def to_device(self, array):
+        return self.xp.asarray(array)
+
+    def to_numpy(self, array):
+        return backend.to_numpy(array)
+
+
+@pytest.fixture(params=["emulated", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request, monkeypatch):
+    return (_Emulated if request.param == "emulated" else _Cuda)(monkeypatch)
+
+
+def _inputs(rng, shape, misaligned=False):
+    """x with a large mean (a stable-statistics test), dy, and per-channel vectors."""
+    channels = shape[1]
+    size = int(np.prod(shape))
+    buffer = (rng.standard_normal(size + 1) * 3 + 20).astype(np.float32)
+    x = (buffer[1:] if misaligned else buffer[:size]).reshape(shape)  # 4 bytes off: the scalar kernels
+    per_channel = {
+        "weight": rng.standard_normal(channels).astype(np.float32),
+        "bias": rng.standard_normal(channels).astype(np.float32),
+        "running_mean": rng.standard_normal(channels).astype(np.float32),
+        "running_var": (rng.random(channels) + 0.5).astype(np.float32),
+    }
+    grad = rng.standard_normal(shape).astype(np.float32)
+    return x, grad, per_channel
+
+
+def _close(actual, expected, device, scale=1.0, rtol=2e-5):
+    actual = device.to_numpy(actual)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+def _check_every_step(device, shape, rng, misaligned=False):
+    x, grad, vectors = _inputs(rng, shape, misaligned)
+    on_device = {name: device.to_device(values.copy()) for name, values in vectors.items()}
+    x_device, grad_device = device.to_device(x), device.to_device(grad)
+    momentum, eps = 0.1, 1e-5
+    # the twins run in float64 on the same float32 values: the reference is exact to float32's precision
+    x, grad = x.astype(np.float64), grad.astype(np.float64)
+    vectors = {name: values.astype(np.float64) for name, values in vectors.items()}
+
+    # training statistics, fused finalize (running stats updated in the same launch)
+    count, mean, invstd = batchnorm_cuda.training_statistics(
+        x_device, on_device["running_mean"], on_device["running_var"], momentum, eps)
+    running_mean, running_var = vectors["running_mean"].copy(), vectors["running_var"].copy()
+    count_ref, mean_ref, invstd_ref = reference.training_statistics(x, running_mean, running_var, momentum, eps)
+    _close(count, count_ref, device)
+    _close(mean, mean_ref, device, scale=20)
+    _close(invstd, invstd_ref, device, rtol=1e-4)
+    _close(on_device["running_mean"], running_mean, device, scale=2)
+    _close(on_device["running_var"], running_var, device, rtol=1e-4)
+
+    # the hook path: statistics, combine (here: double every count), finalize kernel
+    def combine(count, mean, m2):
+        return count * 2, mean, m2 * 2
+    count_hook, mean_hook, invstd_hook = batchnorm_cuda.training_statistics(x_device, None, None, momentum, eps,
+                                                                            combine)
+    _close(count_hook, 2 * count_ref, device)
+    _close(invstd_hook, invstd_ref, device, rtol=1e-4)
+
+    # normalize with batch statistics, and the one-launch eval forward
+    y = batchnorm_cuda.normalize(x_device, mean, invstd, on_device["weight"], on_device["bias"])
+    y_ref = reference.normalize(x, mean_ref, invstd_ref, vectors["weight"], vectors["bias"])
+    _close(y, y_ref, device, scale=4, rtol=1e-4)
+    y_eval = batchnorm_cuda.normalize_with_running_stats(x_device, on_device["running_mean"],
+                                                         on_device["running_var"], None, None, eps)
+    _close(y_eval, reference.normalize_with_running_stats(x, running_mean, running_var, None, None, eps),
+           device, scale=30)
+
+    # backward: per-channel sums, then dx in training and in eval mode
+    sum_dy, sum_dy_xhat = batchnorm_cuda.gradient_sums(grad_device, x_device, mean, invstd)
+    sum_dy_ref, sum_dy_xhat_ref = reference.gradient_sums(grad, x, mean_ref, invstd_ref)
+    values_per_channel = float(count_ref[0])
+    _close(sum_dy, sum_dy_ref, device, scale=np.sqrt(values_per_channel), rtol=1e-4)
+    _close(sum_dy_xhat, sum_dy_xhat_ref, device, scale=np.sqrt(values_per_channel), rtol=1e-4)
+    for training in (True, False):
+        sums = (sum_dy, sum_dy_xhat, count) if training else (None, None, None)  # eval dx needs no sums
+        dx = batchnorm_cuda.input_gradient(grad_device, x_device, mean, invstd, on_device["weight"], *sums, training)
+        dx_ref = reference.input_gradient(grad, x, mean_ref, invstd_ref, vectors["weight"], sum_dy_ref,
+                                          sum_dy_xhat_ref, count_ref, training)
+        _close(dx, dx_ref, device, scale=float(np.abs(dx_ref).max()), rtol=1e-4)
+
+
+def test_every_kernel_matches_its_numpy_twin(device, rng):
+    for shape in device.shapes:
+        _check_every_step(device, shape, rng)
+
+
+def test_unaligned_data_takes_the_scalar_kernels(device, rng):
+    _check_every_step(device, (9, 12, 4, 4), rng, misaligned=True)
+    _check_every_step(device, (70, 16), rng, misaligned=True)
+
+
+def test_long_chunks_walk_four_values_at_a_time(monkeypatch, rng):
+    """Few, long chunks: each thread takes the unrolled four-at-a-time walk and then the remainder."""
+    emulated = _Emulated(monkeypatch)
+    monkeypatch.setattr(batchnorm_cuda.device, "multiprocessors", 1)
+    monkeypatch.setattr(batchnorm_cuda, "UNITS_PER_THREAD", 16)
+    for shape in [(8, 2, 37, 41), (4, 3, 40, 44), (3000, 6)]:
+        layout = batchnorm_cuda._Layout(shape, ())
+        assert layout.geometry[4] > 4 * 256 or shape[2:] == ()  # chunk_units: more than four steps per thread
+        _check_every_step(emulated, shape, rng)
+
+
+def test_a_channel_spread_over_many_blocks_is_merged_once(monkeypatch, rng):
+    emulated = _Emulated(monkeypatch)
+    x, _, vectors = _inputs(rng, (40, 3, 9, 9))
+    running_mean = vectors["running_mean"].copy()
+    batchnorm_cuda.training_statistics(x, running_mean, None, 0.5, 1e-5)
+    layout = batchnorm_cuda._Layout(x.shape, (x,))
+    assert layout.chunks > 8 and layout.grid == (3 * layout.chunks,)
+    expected = 0.5 * vectors["running_mean"] + 0.5 * x.mean(axis=(0, 2, 3))
+    _close(running_mean, expected, emulated, scale=20)  # moved once, not once per block
+
+
+def test_layer_runs_on_the_kernels(device, rng):
+    """BatchNorm2d and BatchNorm1d in train and eval mode reach the kernels and match the NumPy layer."""
+    for layer_class, shape in ((mg.nn.BatchNorm2d, (6, 5, 3, 7)), (mg.nn.BatchNorm1d, (50, 12))):
+        x, grad, _ = _inputs(rng, shape)
+        kernel_layer, numpy_layer = layer_class(shape[1]), layer_class(shape[1])
+        if isinstance(device, _Cuda):
+            kernel_layer.to("cuda")
+        for training in (True, False):
+            kernel_layer.train(training), numpy_layer.train(training)
+            outputs = []
+            for layer, uses_kernels in ((kernel_layer, True), (numpy_layer, False)):
+                data = device.to_device(x) if uses_kernels else x
+                inputs = mg.Tensor(data, requires_grad=True)
+                if uses_kernels and isinstance(device, _Emulated):
+                    # NumPy data takes the NumPy path; route this layer's steps to the emulated kernels
+                    with pytest.MonkeyPatch.context() as patch:
+                        patch.setattr(reference, "_steps_for", lambda *arrays: batchnorm_cuda)
+                        output = layer(inputs)
+                        output.backward(device.to_device(grad))
+                else:
+                    output = layer(inputs)
+                    output.backward(device.to_device(grad) if uses_kernels else grad)
+                outputs.append([output.numpy(), inputs.grad.numpy(), layer.weight.grad.numpy(),
+                                layer.bias.grad.numpy(), layer.running_mean.numpy(), layer.running_var.numpy()])
+                layer.zero_grad()
+            for kernel_value, numpy_value in zip(*outputs):
+                np.testing.assert_allclose(kernel_value, numpy_value, rtol=1e-4, atol=1e-4 * np.abs(numpy_value).max())
+
+
+def test_gpu_benchmark_runs_end_to_end_on_the_emulator(monkeypatch, tmp_path):
+    """benchmarks/bench_batchnorm.py's GPU path with a CPU stand-in for CuPy, tiny shapes and 3 reps,
+    so that a GPU run is not the first run (PyTorch's CUDA side is not exercised here)."""
+    import ctypes
+    import importlib.util
+    import json
+    import time
+    import types
+    from pathlib import Path
+
+    _Emulated(monkeypatch)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_batchnorm.py"
+    spec = importlib.util.spec_from_file_location("bench_batchnorm", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    class Event:
+        def record(self):
+            self.seconds = time.perf_counter()
+
+    runtime = types.SimpleNamespace(getDeviceProperties=lambda index: {"name": b"CPU emulator"},
+                                    runtimeGetVersion=lambda: 0, driverGetVersion=lambda: 0,
+                                    memcpyAsync=lambda target, source, size, kind, stream:
+                                    ctypes.memmove(target, source, size))
+    fake_cupy = types.SimpleNamespace(
+        __version__="emulated", ones=np.ones, zeros=np.zeros, empty_like=np.empty_like, asarray=np.asarray,
+        asnumpy=np.asarray, cuda=types.SimpleNamespace(
+            Event=Event, Stream=types.SimpleNamespace(null=types.SimpleNamespace(synchronize=lambda: None)),
+            get_elapsed_time=lambda start, end: 1000 * (end.seconds - start.seconds), runtime=runtime))
+    monkeypatch.setattr(backend, "cupy", lambda: fake_cupy)
+    monkeypatch.setattr(bench, "GPU_SHAPES", [(3, 5, 4, 4), (40, 8)])
+    monkeypatch.setattr(bench, "BUSY_SIZE", 8)
+    monkeypatch.setattr(bench, "COPY_BYTES", 2 ** 16)
+    bench.main(["--reps", "3", "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "batchnorm_cpu-emulator.json").read_text())
+    assert results["meta"]["card"] == "CPU emulator" and results["meta"]["copy_gb_s"] > 0
+    assert [(tuple(row["shape"]), row["pass"]) for row in results["results"]] == [
+        (shape, name) for shape in [(3, 5, 4, 4), (40, 8)] for name in bench.PASSES]
+    assert all(row["minigrad_us"] > 0 for row in results["results"])
+    assert "| (40, 8) | backward |" in (tmp_path / "batchnorm_cpu-emulator.md").read_text()
