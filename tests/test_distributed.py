@@ -88,6 +88,21 @@ def test_first_difference_names_the_parameter_and_both_ranks():
     assert "the first one only rank 0 has is parameter '0.bias'" in _first_difference(root[:1], root, 1, 0)
 
 
+def test_convert_sync_batchnorm_keeps_the_same_tensors_order_and_mode():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, momentum=None),
+                          nn.Sequential(nn.Flatten(), nn.BatchNorm1d(8, affine=False)))
+    model[2].eval()
+    before = list(model.named_parameters()) + list(model.named_buffers())
+    assert dist.convert_sync_batchnorm(model) is model
+    after = list(model.named_parameters()) + list(model.named_buffers())
+    assert [name for name, _ in after] == [name for name, _ in before]
+    assert all(new is old for (_, new), (_, old) in zip(after, before))
+    assert [type(layer).__name__ for layer in (model[1], model[2][1])] == ["SyncBatchNorm"] * 2
+    assert model[1].momentum is None and model[1].training and not model[2][1].training
+    assert not model[2][1].affine and model[2][1].weight is None
+    assert isinstance(dist.SyncBatchNorm.convert_sync_batchnorm(nn.BatchNorm1d(3)), dist.SyncBatchNorm)
+
+
 # ----- a world of one -----------------------------------------------------------------
 
 def test_without_mpirun_a_script_runs_as_a_world_of_one():
@@ -133,9 +148,23 @@ def test_n_ranks_with_b_over_n_samples_follow_one_process_with_b(ranks):
     assert report["no_sync_kept_gradients_local"]       # inside no_sync() nothing was averaged
     assert report["ranks_bitwise_identical"]
     assert report["unused_grad"] == 0.0                  # no rank's .grad is None: all agree
+    assert report["optimizer_state_broadcast"] and report["resumed_lr"] == [0.05] * ranks
     assert report["mean_rank"] == (ranks - 1) / 2
     assert report["rank_sum"] == [ranks * (ranks - 1) // 2, ranks]
     assert abs(report["mean_loss"] - report["reference_last_loss"]) <= 1e-9
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_sync_batchnorm_ranks_follow_one_process_with_plain_batchnorm(ranks):
+    report = _last_json_line(_run_job(ranks, "syncbn_equivalence.py")[0])
+    assert report["layers_after_conversion"] == ["Conv2d", "SyncBatchNorm", "ReLU", "Flatten", "Linear",
+                                                 "SyncBatchNorm", "ReLU", "Linear"]
+    assert report["registration_order_kept"]
+    assert report["training_moved_parameters_by"] > 1e-2
+    assert report["max_diff_plain_batchnorm"] > 1e-3    # per-shard statistics do drift away
+    assert report["max_diff_sync_batchnorm"] <= 1e-6, report  # parameters and running statistics
+    assert report["ranks_bitwise_identical"]
 
 
 @pytest.mark.mpi

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..backend import array_module, device_of
+from ..backend import array_module, device_of, is_cupy_array
 from ..nn.module import Module
 from ..tensor import Function, Tensor, is_grad_enabled, queue_callback
 from .collectives import allgather_object, allreduce_sum_, broadcast_, broadcast_object
@@ -89,7 +89,7 @@ def _describe_state_value(value):
     """How one optimizer-state entry travels: an array by Bcast (described by shape and dtype),
     anything else (step counts, numbers) pickled as it is."""
     array = _as_array(value)
-    if hasattr(array, "shape") and array.ndim > 0:
+    if isinstance(array, np.ndarray) or is_cupy_array(array):
         return ("array", tuple(array.shape), str(array.dtype), isinstance(value, Tensor))
     return ("value", value)
 
@@ -178,8 +178,7 @@ class GradientBuckets:
     """
 
     def __init__(self, parameters, bucket_cap_mb=25):
-        self.parameters, self.cap_mb = parameters, bucket_cap_mb
-        self.signature = _signature(parameters)
+        self.cap_mb, self.signature = bucket_cap_mb, _signature(parameters)
         cap_bytes = bucket_cap_mb * 1024 * 1024
         self.buckets, current, current_bytes = [], [], 0
         for parameter in parameters:
@@ -193,10 +192,10 @@ class GradientBuckets:
         if current:
             self.buckets.append(Bucket(current))
 
-    def still_fit(self, parameters=None):
-        """True while ``parameters`` (default: the ones they were made for) keep their shapes,
-        dtypes and devices; ``model.to("cuda")`` or ``.double()`` calls for new buckets."""
-        return _signature(self.parameters if parameters is None else parameters) == self.signature
+    def still_fit(self, parameters):
+        """True while the trainable parameters are the same objects, with the same shapes, dtypes
+        and devices; pruning that swaps parameters, ``.to("cuda")`` or ``.double()`` need new buckets."""
+        return _signature(parameters) == self.signature
 
     def average_gradients(self):
         world_size = get_world().size
@@ -261,7 +260,6 @@ class DistributedDataParallel(Module):
         self.broadcast_buffers = broadcast_buffers
         self.require_backward_grad_sync = True
         self._averaging_queued = False
-        self._buckets = None  # laid out at the first backward: the parameters are fixed from then on
         check_model_consistency(module)
         broadcast_parameters(module)
 
@@ -283,9 +281,7 @@ class DistributedDataParallel(Module):
 
     def _average_gradients_now(self):
         self._averaging_queued = False
-        if self._buckets is None or not self._buckets.still_fit():
-            self._buckets = GradientBuckets(_trainable(self.module), self.bucket_cap_mb)
-        self._buckets.average_gradients()
+        allreduce_gradients(self.module, self.bucket_cap_mb)
 
     @contextmanager
     def no_sync(self):

@@ -14,7 +14,7 @@ import numpy as np
 import minigrad as mg
 import minigrad.distributed as dist
 from minigrad import nn
-from minigrad.backend import array_module, to_numpy
+from minigrad.backend import to_numpy
 
 STEPS, BATCH, FEATURES, CLASSES = 3, 16, 12, 5
 LEARNING_RATE, MOMENTUM = 0.1, 0.9
@@ -38,52 +38,47 @@ def make_net(seed, device="cpu"):
     return Net().double().to(device)
 
 
-def sgd_step(parameters, velocities):
-    """Heavy-ball SGD, the update every rank applies to the same averaged gradient."""
-    for parameter, velocity in zip(parameters, velocities):
-        if parameter.grad is None:
-            continue
-        velocity *= MOMENTUM
-        velocity += parameter.grad.data
-        parameter.data -= LEARNING_RATE * velocity
+def sgd(model):
+    return mg.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
 
 
 def train(model, inputs, targets, average=None, step_model=None, device="cpu"):
-    """STEPS steps of SGD on (STEPS, batch, ...) data; ``average()`` runs between backward and step."""
-    parameters = list(model.parameters())
-    velocities = [array_module(p.data).zeros_like(p.data) for p in parameters]
+    """STEPS steps of SGD on (STEPS, batch, ...) data; ``average()`` runs between backward and step.
+    Returns the last loss and the optimizer."""
+    optimizer = sgd(model)
     for step in range(STEPS):
-        for p in parameters:
-            p.grad = None
+        optimizer.zero_grad()
         loss = nn.functional.cross_entropy((step_model or model)(mg.tensor(inputs[step], device=device)),
                                            mg.tensor(targets[step], device=device))
         loss.backward()
         if average is not None:
             average()
-        sgd_step(parameters, velocities)
-    return loss
+        optimizer.step()
+    return loss, optimizer
+
+
+def momentum_buffers(optimizer):
+    return np.concatenate([to_numpy(state["momentum_buffer"]).ravel() for state in optimizer.state.values()])
 
 
 def train_accumulating(model, ddp, inputs, targets, device):
     """Each step in two halves: the first backward under no_sync() only accumulates locally,
     the second averages the sum; loss/2 per half makes the sum the mean over the shard.
     Returns whether, after the first half of step 0, every rank held a different gradient."""
-    parameters = list(model.parameters())
-    velocities = [array_module(p.data).zeros_like(p.data) for p in parameters]
+    optimizer = sgd(model)
     half = inputs.shape[1] // 2
     local_gradients_differ = None
     for step in range(STEPS):
-        for p in parameters:
-            p.grad = None
+        optimizer.zero_grad()
         for part, context in ((slice(None, half), ddp.no_sync()), (slice(half, None), nullcontext())):
             with context:
                 loss = nn.functional.cross_entropy(ddp(mg.tensor(inputs[step, part], device=device)),
                                                    mg.tensor(targets[step, part], device=device))
                 (loss * 0.5).backward()
             if step == 0 and part.start is None:  # no averaging yet: each rank holds its own half's gradient
-                gathered = to_numpy(dist.collectives.allgather(parameters[0].grad.data))
+                gathered = to_numpy(dist.collectives.allgather(next(model.parameters()).grad.data))
                 local_gradients_differ = all(not np.array_equal(gathered[0], other) for other in gathered[1:])
-        sgd_step(parameters, velocities)
+        optimizer.step()
     return local_gradients_differ
 
 
@@ -103,7 +98,8 @@ def main(device, backend):
     # Path 1: DistributedDataParallel. Each rank starts from different weights: the
     # wrapper must copy rank 0's.
     ddp_model = make_net(seed=100 + rank, device=device)
-    loss = train(ddp_model, inputs, targets, step_model=dist.DistributedDataParallel(ddp_model), device=device)
+    loss, ddp_optimizer = train(ddp_model, inputs, targets, step_model=dist.DistributedDataParallel(ddp_model),
+                                device=device)
     # Path 2: allreduce_gradients by hand, with tiny buckets (many of them).
     explicit_model = make_net(seed=100, device=device)
     train(explicit_model, inputs, targets, device=device,
@@ -112,6 +108,16 @@ def main(device, backend):
     accumulating_model = make_net(seed=100, device=device)
     no_sync_kept_gradients_local = train_accumulating(
         accumulating_model, dist.DistributedDataParallel(accumulating_model), inputs, targets, device)
+
+    # broadcast_optimizer_state: rank 0 resumes (its trained momentum, a new lr), the others
+    # start with a fresh optimizer; afterwards all hold rank 0's state.
+    resumed = sgd(make_net(seed=1, device=device))
+    if rank == 0:
+        resumed.load_state_dict(ddp_optimizer.state_dict())
+        resumed.param_groups[0]["lr"] = 0.05
+    dist.broadcast_optimizer_state(resumed)
+    momentum_everywhere = dist.collectives.allgather(momentum_buffers(resumed))
+    resumed_lr = dist.allgather_object(resumed.param_groups[0]["lr"])
 
     everyone = dist.collectives.allgather(np.stack([flat(ddp_model), flat(explicit_model), flat(accumulating_model)]))
     mean_rank = dist.all_reduce_mean(rank)
@@ -122,7 +128,7 @@ def main(device, backend):
     reference = make_net(seed=100)
     initial = flat(reference)
     data = np.random.default_rng(7)
-    reference_loss = train(reference, data.standard_normal((STEPS, BATCH, FEATURES)),
+    reference_loss, reference_optimizer = train(reference, data.standard_normal((STEPS, BATCH, FEATURES)),
                            data.integers(0, CLASSES, (STEPS, BATCH)))
     expected = flat(reference)
     unused_grad = ddp_model.unused.weight.grad
@@ -137,6 +143,8 @@ def main(device, backend):
         "no_sync_kept_gradients_local": no_sync_kept_gradients_local,
         "ranks_bitwise_identical": bool((everyone == everyone[0]).all()),
         "unused_grad": None if unused_grad is None else float(np.abs(unused_grad.numpy()).max()),
+        "optimizer_state_broadcast": bool((momentum_everywhere == momentum_buffers(ddp_optimizer)).all()),
+        "resumed_lr": resumed_lr,
         "mean_rank": mean_rank, "rank_sum": rank_sum.tolist(),
         "mean_loss": mean_loss, "reference_last_loss": reference_loss.item(),
         "mpi4py_loaded": sys.modules.get("mpi4py") is not None,
