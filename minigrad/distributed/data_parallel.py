@@ -249,7 +249,9 @@ class DistributedDataParallel(Module):
     parameters and buffers to all ranks. In ``forward`` (when training): copy rank
     0's buffers (BatchNorm running statistics) if ``broadcast_buffers``. After
     every backward through the output: average the gradients in buckets of
-    ``bucket_cap_mb`` megabytes. ``state_dict`` keys start with ``module.``, as in PyTorch.
+    ``bucket_cap_mb`` megabytes; each ``.grad`` is then a view into its bucket,
+    valid until the next backward. ``state_dict`` keys start with ``module.``, as
+    in PyTorch; the wrapped model is ``.module``.
     """
 
     def __init__(self, module, bucket_cap_mb=25, broadcast_buffers=True):
@@ -265,6 +267,7 @@ class DistributedDataParallel(Module):
 
     def forward(self, *inputs, **kwargs):
         world_size = get_world().size
+        self._averaging_queued = False  # a new graph; a backward that raised may have left it set
         if world_size > 1 and self.training and self.broadcast_buffers:
             for buffer in self.module.buffers():
                 broadcast_(buffer.data, 0)
