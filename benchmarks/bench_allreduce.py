@@ -38,8 +38,8 @@ from pathlib import Path
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--repeats", type=int, default=20, help="timed repeats of each averaging method")
-parser.add_argument("--steps", type=int, default=150, help="timed training steps for the throughput")
-parser.add_argument("--batch", type=int, default=128, help="samples per rank per training step")
+parser.add_argument("--steps", type=int, default=300, help="timed training steps for the throughput")
+parser.add_argument("--batches", default="128,512", help="samples per rank per training step (a list)")
 parser.add_argument("--all", action="store_true", help="launch mpiexec for each of --ranks and write the JSON")
 parser.add_argument("--ranks", default="1,2,4", help="world sizes --all launches")
 parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "allreduce.json"))
@@ -122,7 +122,7 @@ def averaging_times(model):
     return result
 
 
-def fashion_mnist_batches():
+def fashion_mnist_batches(batch_size):
     """This rank's batches of Fashion-MNIST, epoch after epoch, and the data set's name."""
     try:
         dataset, name = FashionMNIST(download=False), "Fashion-MNIST"
@@ -130,7 +130,7 @@ def fashion_mnist_batches():
         rng = np.random.default_rng(0)
         dataset = TensorDataset(rng.random((60000, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 60000))
         name = "random images (Fashion-MNIST not installed)"
-    loader = DataLoader(dataset, batch_size=args.batch, sampler=DistributedSampler(dataset, seed=0),
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=DistributedSampler(dataset, seed=0),
                         drop_last=True)
 
     def forever():
@@ -139,12 +139,28 @@ def fashion_mnist_batches():
     return forever(), name
 
 
-def training_throughput():
-    """Samples per second of DDP training of LeNet-300-100, all ranks together."""
+def slowest_rank_seconds(function, repeats):
+    """Wall time of ``repeats`` calls in a row (after 5 warm-up calls), the slowest rank's."""
+    world = get_world()
+    for _ in range(5):
+        function()
+    dist.barrier()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    elapsed = np.array([time.perf_counter() - start])
+    if world.size > 1:
+        world.comm.Allreduce(world.MPI.IN_PLACE, elapsed, op=world.MPI.MAX)
+    return float(elapsed[0])
+
+
+def training_throughput(batch_size):
+    """Samples per second of DDP training of LeNet-300-100, all ranks together; and the same
+    steps under ``no_sync()`` (no averaging), which shows what sharing the machine alone costs."""
     mg.manual_seed(0)
     model = dist.DistributedDataParallel(lenet_300_100())
     parameters = list(model.parameters())
-    batches, data_name = fashion_mnist_batches()
+    batches, data_name = fashion_mnist_batches(batch_size)
 
     def step():
         images, labels = next(batches)
@@ -155,15 +171,19 @@ def training_throughput():
             for parameter in parameters:
                 parameter.data -= 0.01 * parameter.grad.data
 
-    step_ms = slowest_rank_median_ms(step, args.steps)
-    return {"ms_per_step": step_ms, "samples_per_second": dist.get_world_size() * args.batch / (step_ms / 1e3),
-            "data": data_name}
+    seconds = slowest_rank_seconds(step, args.steps)
+    with model.no_sync():
+        local_seconds = slowest_rank_seconds(step, args.steps)
+    samples = dist.get_world_size() * batch_size * args.steps
+    return {"ms_per_step": 1e3 * seconds / args.steps, "samples_per_second": samples / seconds,
+            "ms_per_step_without_averaging": 1e3 * local_seconds / args.steps, "data": data_name}
 
 
 def worker():
     dist.init()
     world = get_world()
-    result = {"world_size": world.size, "throughput": training_throughput(),
+    result = {"world_size": world.size,
+              "throughput": {batch: training_throughput(int(batch)) for batch in args.batches.split(",")},
               "mpi": world.MPI.Get_library_version().splitlines()[0] if world.MPI else None}
     if dist.get_world_size() > 1:
         mg.manual_seed(0)
@@ -198,11 +218,10 @@ def driver():
     for ranks in [int(text) for text in args.ranks.split(",")]:
         out = Path(args.out).with_name(f".allreduce_n{ranks}.json")
         command = [_mpiexec(), "-n", str(ranks), sys.executable, __file__, "--worker-out", str(out),
-                   "--repeats", str(args.repeats), "--steps", str(args.steps), "--batch", str(args.batch)]
+                   "--repeats", str(args.repeats), "--steps", str(args.steps), "--batches", args.batches]
         subprocess.run(command, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
         runs[ranks] = json.loads(out.read_text())
         out.unlink()
-    one_rank = runs[1]["throughput"]["samples_per_second"] if 1 in runs else None
     print(f"\nmachine: {machine['cpu']}, {machine['cores']} cores, load average {machine['load_average_at_start']}")
     print("\n| model | ranks | MB | bucketed (ms) | per parameter (ms) | raw Allreduce (ms) | bucketed / raw |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -210,17 +229,21 @@ def driver():
         for name, row in run.get("averaging", {}).items():
             print(f"| {name} | {ranks} | {row['megabytes']:.1f} | {row['bucketed']:.3f} | "
                   f"{row['per_parameter']:.3f} | {row['raw']:.3f} | {row['bucketed_over_raw']:.2f} |")
-    print(f"\n| LeNet-300-100 training, batch {args.batch} per rank | ranks | ms per step | samples/s | vs 1 rank |")
-    print("|---|---:|---:|---:|---:|")
-    for ranks, run in runs.items():
-        row = run["throughput"]
-        speedup = f"{row['samples_per_second'] / one_rank:.2f}x" if one_rank else ""
-        print(f"| | {ranks} | {row['ms_per_step']:.2f} | {row['samples_per_second']:.0f} | {speedup} |")
+    print("\n| LeNet-300-100 training | batch per rank | ranks | ms per step | samples/s | vs 1 rank "
+          "| ms per step without averaging |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for batch in args.batches.split(","):
+        one_rank = runs[1]["throughput"][batch]["samples_per_second"] if 1 in runs else None
+        for ranks, run in runs.items():
+            row = run["throughput"][batch]
+            speedup = f"{row['samples_per_second'] / one_rank:.2f}x" if one_rank else ""
+            print(f"| | {batch} | {ranks} | {row['ms_per_step']:.2f} | {row['samples_per_second']:.0f} | {speedup} "
+                  f"| {row['ms_per_step_without_averaging']:.2f} |")
     result = {"benchmark": "gradient all-reduce and data-parallel throughput", "date": time.strftime("%Y-%m-%d"),
               "machine": dict(machine, load_average_at_end=list(os.getloadavg())), "threads_per_rank": 1,
               "versions": {"python": platform.python_version(), "numpy": np.__version__, "minigrad": mg.__version__,
                            "mpi": runs[max(runs)]["mpi"]},
-              "batch_per_rank": args.batch, "runs": {str(ranks): run for ranks, run in runs.items()}}
+              "runs": {str(ranks): run for ranks, run in runs.items()}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")
