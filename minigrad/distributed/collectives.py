@@ -20,6 +20,7 @@ chosen once per job (``init(backend=...)``):
 """
 import ctypes
 import os
+import warnings
 
 import numpy as np
 
@@ -160,7 +161,9 @@ def _gpu_transport(world):
     staged_or_direct = MPITransport(world, on_gpu=True) if mpi_is_cuda_aware(world.MPI) else StagedTransport(world)
     if world.backend == "mpi":
         return staged_or_direct
-    from cupy.cuda import nccl
+    with warnings.catch_warnings():  # CuPy warns when libnccl is missing; we fall back to MPI
+        warnings.simplefilter("ignore")
+        from cupy.cuda import nccl
     if world.backend == "nccl":
         if not nccl.available:
             raise RuntimeError("distributed: backend='nccl' but cupy.cuda.nccl cannot load NCCL "
