@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA   := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data train test bench
+.PHONY: setup data train test bench gpu-prepare
 
 setup: $(VENV)/.installed
 
@@ -27,5 +27,15 @@ train: setup data
 test: setup data
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q $(ARGS)
 
+# OpenBLAS picks its kernels by CPU; this image pins an older set, so unset it for both frameworks.
 bench: setup data
-	$(PY) benchmarks/bench_cpu.py
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_cpu.py
+
+# What benchmarks/gpu_suite.sh needs on the device machine, which reaches no registry:
+# the dataset in .data/ and an mpich wheel (mpiexec) for its Python 3.12 in .whl/.
+gpu-prepare: setup data
+	mkdir -p .data/fashion-mnist .whl
+	cp $(DATA)/*.gz .data/fashion-mnist/
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl mpich

@@ -7,13 +7,15 @@
 import numpy
 
 from . import backend, debug, distributed, nn, ops, viz
-from .gradcheck import GradcheckError, gradcheck
+from . import prune
+from .autograd import grad
+from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .nn import functional
 from . import optim
 from .ops import cat, stack
 from .random import manual_seed
 from .serialization import load, save
-from .tensor import Function, Tensor, is_grad_enabled, no_grad, tensor
+from .tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from . import data
 
 float32 = numpy.float32
@@ -25,7 +27,7 @@ def cuda_is_available():
     return backend.cuda_is_available()
 
 
-__all__ = ["Tensor", "tensor", "Function", "no_grad", "is_grad_enabled", "manual_seed",
-           "gradcheck", "GradcheckError", "save", "load", "cat", "stack", "nn", "functional",
+__all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed",
+           "grad", "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "cat", "stack", "nn", "functional",
            "ops", "backend", "distributed", "cuda_is_available"]
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
-"""``gradcheck``: compare backward() with central differences, in float64."""
+"""``gradcheck`` and ``gradgradcheck``: compare backward() with central differences, in float64."""
 import numpy as np
 
-from . import backend
+from . import autograd, backend, ops
 from .tensor import Tensor
 
 
@@ -53,3 +53,30 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
                 f"gradcheck: gradient of input {position} (shape {value.shape}) differs from central "
                 f"differences; worst at {worst}: backward {actual[worst]}, numerical {expected[worst]}")
     return True
+
+
+def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
+    """Check ``fn``'s second derivatives: gradcheck applied to its (differentiable) gradient.
+
+    With fixed random weights w over the output, g(inputs, w) = d sum(w * fn(inputs)) / d inputs
+    is computed by ``grad(..., create_graph=True)``; ``gradcheck`` then compares g's own
+    backward (the second derivatives, and g's dependence on w) with central differences of g.
+    True, or GradcheckError.
+    """
+    inputs = list(inputs)
+    differentiable = [position for position, value in enumerate(inputs)
+                      if isinstance(value, Tensor) and value.requires_grad]
+    output = fn(*inputs)
+    weights = np.random.default_rng(seed + 1).standard_normal(output.shape)
+    output_weights = Tensor(backend.array_module(output.data).asarray(weights, dtype=output.dtype),
+                            requires_grad=True)
+
+    def first_derivatives(*values):
+        *values, output_weights = values
+        wanted = [values[position] for position in differentiable]
+        grads = autograd.grad(fn(*values), wanted, grad_outputs=output_weights, create_graph=True,
+                              allow_unused=True)
+        flat = [(value * 0.0 if g is None else g).reshape(-1) for value, g in zip(wanted, grads)]
+        return ops.cat(flat)
+
+    return gradcheck(first_derivatives, inputs + [output_weights], eps=eps, atol=atol, rtol=rtol, seed=seed)

@@ -3,6 +3,13 @@
 Every op is a ``Function``: ``forward`` computes on raw arrays, ``backward``
 maps d loss / d output to d loss / d input for each input. Elementwise ops
 return gradients in the broadcast shape; the engine sums them back down.
+
+``backward_graph`` is the same derivative for ``create_graph=True``: ``grad``
+is a Tensor and the result is built from Tensor ops on the input Tensors
+(``self.inputs``), so it can be differentiated again. Where ``backward`` reads
+a saved output (exp, tanh, softmax) ``backward_graph`` recomputes it from the
+inputs, because the second derivative must flow through it too; masks and
+signs (relu, abs, max) are piecewise constant and stay plain arrays.
 """
 import numpy as np
 
@@ -22,6 +29,8 @@ class Add(Function):
     def backward(self, grad):  # d(a+b)/da = 1, d(a+b)/db = 1
         return grad, grad
 
+    backward_graph = backward  # it uses only grad, which is a Tensor there
+
 
 class Sub(Function):
     def forward(self, a, b):
@@ -29,6 +38,8 @@ class Sub(Function):
 
     def backward(self, grad):
         return grad, -grad
+
+    backward_graph = backward
 
 
 class Mul(Function):
@@ -40,6 +51,11 @@ class Mul(Function):
         need_a, need_b = self.needs_input_grad
         return (grad * self.b if need_a else None,
                 grad * self.a if need_b else None)
+
+    def backward_graph(self, grad):
+        a, b = self.inputs
+        need_a, need_b = self.needs_input_grad
+        return grad * b if need_a else None, grad * a if need_b else None
 
 
 class Div(Function):
@@ -53,6 +69,11 @@ class Div(Function):
         return (grad_a if need_a else None,
                 -grad_a * self.a / self.b if need_b else None)
 
+    def backward_graph(self, grad):
+        a, b = self.inputs
+        need_a, need_b = self.needs_input_grad
+        return grad / b if need_a else None, -grad * a / (b * b) if need_b else None
+
 
 class Neg(Function):
     def forward(self, a):
@@ -60,6 +81,8 @@ class Neg(Function):
 
     def backward(self, grad):
         return -grad
+
+    backward_graph = backward
 
 
 class Pow(Function):
@@ -74,6 +97,25 @@ class Pow(Function):
         grad_exponent = grad * self.out * _xp(self.out).log(self.base) if need_exponent else None
         return grad_base, grad_exponent
 
+    def backward_graph(self, grad):
+        base, exponent = self.inputs
+        need_base, need_exponent = self.needs_input_grad
+        grad_base = grad * exponent * base ** (exponent - 1) if need_base else None
+        grad_exponent = None
+        if need_exponent:  # a constant base (2 ** x) keeps grad's dtype, as a Python number would
+            log_base = base.log() if isinstance(base, Tensor) else _xp(grad.data).asarray(np.log(base), dtype=grad.dtype)
+            grad_exponent = grad * base ** exponent * log_base
+        return grad_base, grad_exponent
+
+
+def _promoted_grad_shape(grad_shape, a_ndim, b_ndim):
+    """The output gradient's shape with the axes that 1-D operands dropped put back as size 1."""
+    if b_ndim == 1:  # the column axis first, so that 1-D @ 1-D (a scalar) works too
+        grad_shape = grad_shape + (1,)
+    if a_ndim == 1:
+        grad_shape = grad_shape[:-1] + (1,) + grad_shape[-1:]
+    return grad_shape
+
 
 class MatMul(Function):
     """a @ b with NumPy's rules: 1-D operands are promoted, leading axes broadcast."""
@@ -85,36 +127,49 @@ class MatMul(Function):
         self.a, self.b = a, b
         return a @ b
 
-    def backward(self, grad):  # d(ab)/da = grad b^T, d(ab)/db = a^T grad
-        a, b = self.a, self.b
-        xp = _xp(grad)
-        a2 = a[None, :] if a.ndim == 1 else a
-        b2 = b[:, None] if b.ndim == 1 else b
-        grad2 = grad
-        if a.ndim == 1:
-            grad2 = xp.expand_dims(grad2, -2)
-        if b.ndim == 1:
-            grad2 = xp.expand_dims(grad2, -1)
-        need_a, need_b = self.needs_input_grad
-        grad_a = (grad2 @ xp.swapaxes(b2, -1, -2)) if need_a else None
-        grad_b = (xp.swapaxes(a2, -1, -2) @ grad2) if need_b else None
-        if grad_a is not None and a.ndim == 1:
-            grad_a = unbroadcast(grad_a, (1,) + a.shape).reshape(a.shape)
-        if grad_b is not None and b.ndim == 1:
-            grad_b = unbroadcast(grad_b, b.shape + (1,)).reshape(b.shape)
-        return grad_a, grad_b
+    def backward(self, grad):
+        return _matmul_grads(grad, self.a, self.b, *self.needs_input_grad)
+
+    def backward_graph(self, grad):
+        return _matmul_grads(grad, *self.inputs, *self.needs_input_grad)
+
+
+def _matmul_grads(grad, a, b, need_a, need_b):
+    """d(ab)/da = grad b^T, d(ab)/db = a^T grad; a, b and grad all arrays or (where needed) Tensors."""
+    a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+    b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+    grad2 = grad.reshape(_promoted_grad_shape(grad.shape, a.ndim, b.ndim))
+    grad_a = (grad2 @ b2.swapaxes(-1, -2)) if need_a else None
+    grad_b = (a2.swapaxes(-1, -2) @ grad2) if need_b else None
+    if grad_a is not None and a.ndim == 1:
+        grad_a = unbroadcast(grad_a, (1,) + a.shape).reshape(a.shape)
+    if grad_b is not None and b.ndim == 1:
+        grad_b = unbroadcast(grad_b, b.shape + (1,)).reshape(b.shape)
+    return grad_a, grad_b
 
 
 # ----- reductions -------------------------------------------------------------------
 def _expand_reduced(grad, shape, axis, keepdims):
-    """Put back the axes a reduction removed, so ``grad`` broadcasts against the input."""
-    if axis is None or keepdims:
-        return grad if keepdims else grad.reshape((1,) * len(shape))
-    axes = (axis,) if isinstance(axis, int) else axis
-    axes = sorted(a % len(shape) for a in axes)
-    for a in axes:
-        grad = _xp(grad).expand_dims(grad, a)
-    return grad
+    """Put back the axes a reduction removed, so ``grad`` (array or Tensor) broadcasts against the input."""
+    if keepdims:
+        return grad
+    if axis is None:
+        return grad.reshape((1,) * len(shape))
+    axes = {a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis)}
+    return grad.reshape(tuple(1 if a in axes else size for a, size in enumerate(shape)))
+
+
+class BroadcastTo(Function):
+    """a stretched to ``shape`` by NumPy's rules (a view); its adjoint sums back down."""
+
+    def forward(self, a, shape):
+        self.shape = a.shape
+        return _xp(a).broadcast_to(a, shape)
+
+    def backward(self, grad):
+        return unbroadcast(grad, self.shape)
+
+    backward_graph = backward  # unbroadcast sums with Tensor ops when grad is a Tensor
 
 
 class Sum(Function):
@@ -125,6 +180,9 @@ class Sum(Function):
     def backward(self, grad):  # every input element contributes once
         grad = _expand_reduced(grad, self.shape, self.axis, self.keepdims)
         return _xp(grad).broadcast_to(grad, self.shape)
+
+    def backward_graph(self, grad):
+        return BroadcastTo.apply(_expand_reduced(grad, self.shape, self.axis, self.keepdims), shape=self.shape)
 
 
 class Mean(Function):
@@ -138,6 +196,10 @@ class Mean(Function):
         grad = _expand_reduced(grad, self.shape, self.axis, self.keepdims) / self.count
         return _xp(grad).broadcast_to(grad, self.shape)
 
+    def backward_graph(self, grad):
+        grad = _expand_reduced(grad, self.shape, self.axis, self.keepdims) / self.count
+        return BroadcastTo.apply(grad, shape=self.shape)
+
 
 class Max(Function):
     def forward(self, a, axis=None, keepdims=False):
@@ -149,6 +211,8 @@ class Max(Function):
         winners = (self.a == self.out).astype(grad.dtype)
         winners /= winners.sum(axis=self.axis, keepdims=True)
         return winners * _expand_reduced(grad, self.a.shape, self.axis, self.keepdims)
+
+    backward_graph = backward  # the winners are a constant mask; grad may be a Tensor
 
 
 # ----- shapes -----------------------------------------------------------------------
@@ -164,6 +228,8 @@ class Reshape(Function):
     def backward(self, grad):
         return grad.reshape(self.shape)
 
+    backward_graph = backward
+
 
 class Permute(Function):
     def forward(self, a, axes):
@@ -175,6 +241,9 @@ class Permute(Function):
     def backward(self, grad):  # apply the inverse permutation
         return grad.transpose(np.argsort([x % grad.ndim for x in self.axes]))
 
+    def backward_graph(self, grad):
+        return grad.permute(tuple(np.argsort([x % grad.ndim for x in self.axes])))
+
 
 def flatten(tensor, start_dim=0, end_dim=-1):
     """Merge axes start_dim..end_dim into one (PyTorch's flatten)."""
@@ -184,16 +253,36 @@ def flatten(tensor, start_dim=0, end_dim=-1):
     return Reshape.apply(tensor, shape=shape[:start] + (merged,) + shape[end + 1:])
 
 
+def _scatter(values, shape, index):
+    full = _xp(values).zeros(shape, dtype=values.dtype)
+    backend.scatter_add(full, index, values)
+    return full
+
+
 class GetItem(Function):
     def forward(self, a, index):
         self.shape, self.dtype, self.index = a.shape, a.dtype, index
         return a[index]
 
     def backward(self, grad):  # scatter back; repeated integer indices add up
-        xp = _xp(grad)
-        full = xp.zeros(self.shape, dtype=grad.dtype)
-        backend.scatter_add(full, self.index, grad)
-        return full
+        return _scatter(grad, self.shape, self.index)
+
+    def backward_graph(self, grad):
+        return ScatterAdd.apply(grad, shape=self.shape, index=self.index)
+
+
+class ScatterAdd(Function):
+    """zeros(shape) with ``values`` added at ``index`` (repeats add up): the adjoint of a[index]."""
+
+    def forward(self, values, shape, index):
+        self.index = index
+        return _scatter(values, shape, index)
+
+    def backward(self, grad):
+        return grad[self.index]
+
+    def backward_graph(self, grad):
+        return GetItem.apply(grad, index=self.index)
 
 
 def getitem(tensor, index):
@@ -218,6 +307,11 @@ class Concatenate(Function):
         splits = np.cumsum(self.sizes)[:-1]
         return tuple(_xp(grad).split(grad, splits, axis=self.axis))
 
+    def backward_graph(self, grad):  # the same split, as slices of grad
+        before = (slice(None),) * (self.axis % grad.ndim)
+        ends = np.cumsum(self.sizes)
+        return tuple(grad[before + (slice(end - size, end),)] for size, end in zip(self.sizes, ends))
+
 
 class Stack(Function):
     def forward(self, *arrays, axis=0):
@@ -227,6 +321,10 @@ class Stack(Function):
     def backward(self, grad):
         xp = _xp(grad)
         return tuple(xp.take(grad, i, axis=self.axis) for i in range(grad.shape[self.axis]))
+
+    def backward_graph(self, grad):
+        before = (slice(None),) * (self.axis % grad.ndim)
+        return tuple(grad[before + (i,)] for i in range(grad.shape[self.axis]))
 
 
 def cat(tensors, axis=0):
@@ -248,6 +346,9 @@ class Exp(Function):
     def backward(self, grad):  # d e^a = e^a
         return grad * self.out
 
+    def backward_graph(self, grad):
+        return grad * self.inputs[0].exp()
+
 
 class Log(Function):
     def forward(self, a):
@@ -256,6 +357,9 @@ class Log(Function):
 
     def backward(self, grad):  # d log a = 1/a
         return grad / self.a
+
+    def backward_graph(self, grad):
+        return grad / self.inputs[0]
 
 
 class Sqrt(Function):
@@ -266,6 +370,9 @@ class Sqrt(Function):
     def backward(self, grad):  # d sqrt(a) = 1 / (2 sqrt(a))
         return grad / (2 * self.out)
 
+    def backward_graph(self, grad):
+        return grad / (2 * self.inputs[0].sqrt())
+
 
 class Abs(Function):
     def forward(self, a):
@@ -274,6 +381,9 @@ class Abs(Function):
 
     def backward(self, grad):  # sign(a), 0 at 0 as in PyTorch
         return grad * _xp(grad).sign(self.a)
+
+    def backward_graph(self, grad):  # the sign is piecewise constant: its own derivative is 0
+        return grad * _xp(self.a).sign(self.a)
 
 
 class ReLU(Function):
@@ -284,6 +394,8 @@ class ReLU(Function):
     def backward(self, grad):  # 1 where a > 0, else 0
         return grad * self.positive
 
+    backward_graph = backward  # the mask is a constant
+
 
 class LeakyReLU(Function):
     def forward(self, a, negative_slope=0.01):
@@ -292,6 +404,8 @@ class LeakyReLU(Function):
 
     def backward(self, grad):
         return grad * self.slope
+
+    backward_graph = backward
 
 
 class Sigmoid(Function):
@@ -305,6 +419,10 @@ class Sigmoid(Function):
     def backward(self, grad):  # s (1 - s)
         return grad * self.out * (1 - self.out)
 
+    def backward_graph(self, grad):
+        s = self.inputs[0].sigmoid()
+        return grad * s * (1 - s)
+
 
 class Tanh(Function):
     def forward(self, a):
@@ -313,6 +431,10 @@ class Tanh(Function):
 
     def backward(self, grad):  # 1 - tanh^2
         return grad * (1 - self.out * self.out)
+
+    def backward_graph(self, grad):
+        t = self.inputs[0].tanh()
+        return grad * (1 - t * t)
 
 
 class Softmax(Function):
@@ -327,6 +449,10 @@ class Softmax(Function):
         s = self.out
         return s * (grad - (grad * s).sum(axis=self.axis, keepdims=True))
 
+    def backward_graph(self, grad):
+        s = self.inputs[0].softmax(axis=self.axis)
+        return s * (grad - (grad * s).sum(axis=self.axis, keepdims=True))
+
 
 class LogSoftmax(Function):
     def forward(self, a, axis=-1):
@@ -339,6 +465,10 @@ class LogSoftmax(Function):
     def backward(self, grad):  # grad - softmax * sum(grad)
         return grad - _xp(grad).exp(self.out) * grad.sum(axis=self.axis, keepdims=True)
 
+    def backward_graph(self, grad):
+        softmax = self.inputs[0].softmax(axis=self.axis)
+        return grad - softmax * grad.sum(axis=self.axis, keepdims=True)
+
 
 # ----- moving between devices and dtypes (differentiable) ---------------------------
 class ToDevice(Function):
@@ -349,6 +479,9 @@ class ToDevice(Function):
     def backward(self, grad):
         return backend.to_device(grad, self.source)
 
+    def backward_graph(self, grad):
+        return grad.to(self.source)
+
 
 class Cast(Function):
     def forward(self, a, dtype):
@@ -357,3 +490,6 @@ class Cast(Function):
 
     def backward(self, grad):
         return grad.astype(self.source)
+
+    def backward_graph(self, grad):
+        return grad.to(dtype=self.source)

@@ -19,13 +19,15 @@ _grad_enabled = True
 _observer = None  # minigrad.debug installs one to trace ops or detect NaNs; None costs nothing
 
 
-class no_grad:
-    """Context manager (and decorator) in which ops build no graph."""
+class _GradMode:
+    """Context manager (and decorator) that switches graph building on or off inside it."""
+
+    enabled = True
 
     def __enter__(self):
         global _grad_enabled
         self._previous = _grad_enabled
-        _grad_enabled = False
+        _grad_enabled = self.enabled
 
     def __exit__(self, *exc_info):
         global _grad_enabled
@@ -33,11 +35,23 @@ class no_grad:
 
     def __call__(self, function):
         def wrapper(*args, **kwargs):
-            with no_grad():
+            with type(self)():
                 return function(*args, **kwargs)
         wrapper.__name__ = function.__name__
         wrapper.__doc__ = function.__doc__
         return wrapper
+
+
+class no_grad(_GradMode):
+    """Context manager (and decorator) in which ops build no graph."""
+
+    enabled = False
+
+
+class enable_grad(_GradMode):
+    """Context manager (and decorator) in which ops build a graph, even inside ``no_grad``."""
+
+    enabled = True
 
 
 def is_grad_enabled():
@@ -74,6 +88,11 @@ class Function:
     ``self.needs_input_grad`` says the input needs none). Both see raw arrays,
     so one code path serves NumPy and CuPy. Inputs that are Python numbers are
     constants: they reach ``forward`` as they are and get no gradient.
+
+    For higher-order gradients (``backward(create_graph=True)``, ``mg.grad``)
+    a subclass also defines ``backward_graph(grad)``: the same derivative, but
+    ``grad`` is a Tensor and the result is computed with Tensor ops on the
+    input Tensors ``self.inputs``, so that it has a graph of its own.
     """
 
     freed = False
@@ -118,6 +137,10 @@ class Function:
 
     def backward(self, grad):
         raise NotImplementedError
+
+    def backward_graph(self, grad):
+        raise RuntimeError(f"{type(self).__name__.lower()} does not support create_graph=True: it has no "
+                           f"differentiable backward (backward_graph); differentiate it once only")
 
     def release(self):
         """Drop the inputs and saved arrays; a later backward through here is an error."""
@@ -205,6 +228,20 @@ def run_backward(root, grad, retain_graph=False):
             function.release()
     while _queued_callbacks:
         _queued_callbacks.pop(0)()
+
+
+def output_grad(op, output, grad, argument="backward(grad)"):
+    """d loss / d output as an array: ones for a one-element output, else ``grad`` checked against its shape."""
+    xp = backend.array_module(output.data)
+    if grad is None:
+        if output.data.size != 1:
+            raise RuntimeError(f"{op}: grad can be created implicitly only for a scalar output, "
+                               f"but this tensor has shape {output.shape}; pass {argument}")
+        return xp.ones_like(output.data)
+    grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=output.dtype)
+    if grad.shape != output.shape:
+        raise ValueError(f"{op}: grad has shape {grad.shape}, tensor has shape {output.shape}")
+    return grad
 
 
 def _infer_dtype(data):
@@ -333,25 +370,23 @@ class Tensor:
         self.requires_grad = requires_grad
         return self
 
-    def backward(self, grad=None, retain_graph=False):
+    def backward(self, grad=None, retain_graph=None, create_graph=False):
         """Compute d self / d leaf for every leaf that requires a gradient, into ``leaf.grad``.
 
         ``grad`` is d loss / d self; it may be left out only when self holds one value.
+        ``retain_graph`` keeps the graph for another backward (default: ``create_graph``).
+        ``create_graph=True`` records the backward pass itself, so each ``leaf.grad``
+        is a Tensor with a graph that can be differentiated again (see minigrad/autograd.py).
+        That graph refers back to the leaf; set ``leaf.grad = None`` when done with it,
+        or use ``mg.grad``, which returns the gradients instead.
         """
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad and has no grad_fn; "
                                "did you create the parameters with requires_grad=True?")
-        xp = backend.array_module(self.data)
-        if grad is None:
-            if self.data.size != 1:
-                raise RuntimeError(f"backward: grad can be created implicitly only for a scalar output, "
-                                   f"but this tensor has shape {self.shape}; pass backward(grad)")
-            grad = xp.ones_like(self.data)
-        else:
-            grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
-            if grad.shape != self.shape:
-                raise ValueError(f"backward: grad has shape {grad.shape}, tensor has shape {self.shape}")
-        run_backward(self, grad, retain_graph=retain_graph)
+        if create_graph:
+            _autograd.backward_with_graph(self, grad, retain_graph)
+            return
+        run_backward(self, output_grad("backward", self, grad), retain_graph=retain_graph)
 
     # ----- arithmetic (each op is defined, with its derivative, in ops.py) --------
     def __add__(self, other): return _ops.Add.apply(self, other)
@@ -406,6 +441,8 @@ class Tensor:
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
         return _ops.Permute.apply(self, axes=tuple(axes))
 
+    swapaxes = transpose
+
     @property
     def T(self):
         return _ops.Permute.apply(self, axes=tuple(reversed(range(self.ndim))))
@@ -432,3 +469,4 @@ def tensor(data, requires_grad=False, dtype=None, device="cpu"):
 
 
 from . import ops as _ops  # noqa: E402  (ops needs Tensor, defined above)
+from . import autograd as _autograd  # noqa: E402

@@ -66,7 +66,8 @@ def test_binary_ops_match_central_differences(name, rng):
 
 
 @pytest.mark.parametrize("shape_a, shape_b", [((3, 4), (4, 5)), ((2, 3, 4), (4, 2)), ((4,), (4, 3)),
-                                              ((2, 3, 4), (4,)), ((2, 1, 3, 4), (5, 4, 2))])
+                                              ((2, 3, 4), (4,)), ((2, 1, 3, 4), (5, 4, 2)), ((4,), (4,)),
+                                              ((4,), (2, 4, 3))])
 def test_matmul_batched_and_vector_shapes(shape_a, shape_b, rng):
     assert mg.gradcheck(lambda a, b: a @ b, [leaf(rng, *shape_a), leaf(rng, *shape_b)])
 

@@ -69,6 +69,15 @@ class Linear(Function):
         grad_bias = grad2.sum(axis=0) if need_bias else None
         return grad_x, grad_weight, grad_bias
 
+    def backward_graph(self, grad):  # the same products, on Tensors
+        x, weight = self.inputs[:2]
+        need_x, need_weight, need_bias = (self.needs_input_grad + (False,))[:3]
+        grad2 = grad.reshape(-1, grad.shape[-1])
+        grad_x = grad @ weight if need_x else None
+        grad_weight = grad2.T @ x.reshape(-1, x.shape[-1]) if need_weight else None
+        grad_bias = grad2.sum(axis=0) if need_bias else None
+        return grad_x, grad_weight, grad_bias
+
 
 def linear(input, weight, bias=None):
     if bias is None:
@@ -204,10 +213,15 @@ class MaxPool2d(Function):
         return _unpad(out, self.padding)
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0):
+def _pool_options(kernel_size, stride, padding):
+    """PyTorch's defaults: the stride is the kernel size unless given."""
     kernel_size = _pair(kernel_size)
-    stride = kernel_size if stride is None else _pair(stride)
-    return MaxPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=_pair(padding))
+    return dict(kernel_size=kernel_size, stride=kernel_size if stride is None else _pair(stride),
+                padding=_pair(padding))
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0):
+    return MaxPool2d.apply(input, **_pool_options(kernel_size, stride, padding))
 
 
 class AvgPool2d(Function):
@@ -233,9 +247,7 @@ class AvgPool2d(Function):
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0):
-    kernel_size = _pair(kernel_size)
-    stride = kernel_size if stride is None else _pair(stride)
-    return AvgPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=_pair(padding))
+    return AvgPool2d.apply(input, **_pool_options(kernel_size, stride, padding))
 
 
 # ----- dropout ----------------------------------------------------------------------
@@ -246,6 +258,8 @@ class Dropout(Function):
 
     def backward(self, grad):
         return grad * self.mask
+
+    backward_graph = backward  # the mask is a constant
 
 
 def dropout(input, p=0.5, training=True):
@@ -293,6 +307,17 @@ class CrossEntropy(Function):
         if self.reduction == "sum":
             return grad_logits * grad
         return grad_logits * grad[:, None]
+
+    def backward_graph(self, grad):  # softmax(x) - onehot, with the softmax recomputed on Tensors
+        logits = self.inputs[0]
+        onehot = _xp(logits.data).zeros(logits.shape, dtype=logits.dtype)
+        onehot[self.rows, self.target] = 1
+        grad_logits = logits.softmax(axis=1) - onehot
+        if self.reduction == "mean":
+            return grad_logits * (grad / len(self.target))
+        if self.reduction == "sum":
+            return grad_logits * grad
+        return grad_logits * grad.reshape(-1, 1)
 
 
 def cross_entropy(input, target, reduction="mean"):

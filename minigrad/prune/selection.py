@@ -1,0 +1,204 @@
+"""Choosing what to prune: the k smallest magnitudes, found by a radix select.
+
+Magnitude pruning asks one question again and again: among the entries that
+are still unpruned (the candidates), which k have the smallest |w|? Sorting
+answers it in O(N log N) and moves every element many times. A radix select
+answers it in a fixed number of passes over the data, because for a
+non-negative IEEE float a larger value has a larger bit pattern when the bits
+are read as an unsigned integer:
+
+    bits(|w|) = bits(w) with the sign bit cleared, ordered exactly like |w|.
+
+So the k-th smallest magnitude T is found 8 bits at a time, from the top:
+count how many candidates have each value (0..255) of the next 8 bits among
+those that match the bits decided so far (a histogram), then walk the counts to
+the bin where the running count reaches the wanted rank. Four passes decide
+the 32 bits of a float32 (eight for a float64). The entries to prune are then
+those with bits(|w|) < T, plus, when several candidates equal T exactly, the
+first few of those in tensor order (so exactly k are pruned even with ties).
+
+Every function takes a LIST of tensors: global pruning over all the layers of a
+model ranks every weight together without concatenating copies of them.
+
+Each function here has two implementations with the same arguments: the
+NumPy twin (``*_numpy``, readable, used on the CPU, and on the GPU for dtypes
+other than float32) and the CUDA kernels of kernels/prune.cu (``*_cuda``, used
+for contiguous float32 CuPy arrays). The GPU tests check one against the other.
+"""
+import math
+
+import numpy as np
+
+from .. import backend, kernels
+
+DIGIT_BITS = 8
+DIGIT_VALUES = 1 << DIGIT_BITS
+BLOCK_SIZE = 256
+MAX_BLOCKS_PER_TENSOR = 4096
+
+
+def magnitude_bits(values):
+    """|values| read as unsigned integers of the same width: ordered like |values|."""
+    xp = backend.array_module(values)
+    if values.dtype.kind != "f":
+        raise TypeError(f"prune: magnitudes need a floating-point tensor, got dtype {values.dtype}")
+    return xp.abs(values).view(f"uint{values.dtype.itemsize * 8}")
+
+
+def float_bits(value, dtype):
+    """The bit pattern of the non-negative number ``value`` stored as ``dtype``."""
+    return int(np.asarray(value, dtype=dtype).view(f"uint{np.dtype(dtype).itemsize * 8}"))
+
+
+# ----- the NumPy twins ------------------------------------------------------------------
+def kth_smallest_numpy(scores, masks, k):
+    """Twin of ``magnitude_histogram`` + ``select_digit``: the k-th smallest candidate magnitude.
+
+    scores: list of float arrays; masks: list of arrays of the same shapes
+    (non-zero = candidate); 1 <= k <= number of candidates.
+    Returns ``(threshold_bits, rank, equal_count)``: the bits T of the k-th
+    smallest |score|, how many candidates equal T, and how many of those
+    (``rank``, 1 <= rank <= equal_count) the k smallest include.
+    """
+    xp = backend.array_module(scores[0])
+    width = scores[0].dtype.itemsize * 8
+    candidate_bits = [magnitude_bits(score).ravel()[mask.ravel() != 0] for score, mask in zip(scores, masks)]
+    prefix, decided, rank = 0, 0, int(k)
+    for shift in range(width - DIGIT_BITS, -1, -DIGIT_BITS):  # 24, 16, 8, 0 for float32
+        histogram = xp.zeros(DIGIT_VALUES, dtype=xp.int64)
+        for bits in candidate_bits:  # one histogram over every tensor, no concatenation
+            as_bits = bits.dtype.type  # typed scalars: a 64-bit pattern may not fit a signed int
+            in_prefix = bits[(bits & as_bits(decided)) == as_bits(prefix)]
+            digits = ((in_prefix >> shift) & (DIGIT_VALUES - 1)).astype(xp.intp)
+            histogram += xp.bincount(digits, minlength=DIGIT_VALUES)
+        running = backend.to_numpy(xp.cumsum(histogram))
+        digit = int(np.searchsorted(running, rank))  # first bin whose running count reaches rank
+        rank -= int(running[digit - 1]) if digit else 0
+        prefix |= digit << shift
+        decided |= (DIGIT_VALUES - 1) << shift
+    return prefix, rank, int(histogram[digit])
+
+
+def mask_from_threshold_numpy(scores, masks, keep_from_bits):
+    """Twin of ``mask_from_threshold``: new mask = candidate AND bits(|score|) >= keep_from_bits."""
+    new_masks = []
+    for score, mask in zip(scores, masks):
+        bits = magnitude_bits(score)
+        new_masks.append(((mask != 0) & (bits >= bits.dtype.type(keep_from_bits))).astype(mask.dtype))
+    return new_masks
+
+
+def apply_mask_numpy(values, masks):
+    """Twin of ``apply_mask``: values * mask, tensor by tensor."""
+    return [value * mask for value, mask in zip(values, masks)]
+
+
+# ----- the CUDA path ---------------------------------------------------------------------
+def kernels_apply(*array_lists):
+    """True when every array is a contiguous float32 CuPy array (what prune.cu takes)."""
+    return all(backend.is_cupy_array(array) and array.dtype == np.float32 and array.flags.c_contiguous
+               for arrays in array_lists for array in arrays)
+
+
+def _launch_shape(sizes):
+    """grid (blocks_per_tensor, number_of_tensors), block 256, as the header of prune.cu says."""
+    blocks = min(max(math.ceil(max(sizes) / BLOCK_SIZE), 1), MAX_BLOCKS_PER_TENSOR)
+    if math.ceil(max(sizes) / blocks) >= 2 ** 31:
+        raise ValueError(f"prune: a tensor of {max(sizes)} elements is too large for the 32-bit block counters")
+    return (blocks, len(sizes)), (BLOCK_SIZE,)
+
+
+def _pointers(arrays):
+    cupy = backend.cupy()
+    return cupy.asarray([array.data.ptr for array in arrays], dtype=cupy.uint64)
+
+
+def _sizes(arrays):
+    cupy = backend.cupy()
+    return cupy.asarray([array.size for array in arrays], dtype=cupy.int64)
+
+
+def kth_smallest_cuda(scores, masks, k):
+    """``kth_smallest_numpy`` with the kernels: four histogram passes on the GPU, one 32-byte read back."""
+    cupy = backend.cupy()
+    grid, block = _launch_shape([score.size for score in scores])
+    score_pointers, mask_pointers, sizes = _pointers(scores), _pointers(masks), _sizes(scores)
+    histograms = cupy.zeros((4, DIGIT_VALUES), dtype=cupy.uint64)
+    state = cupy.asarray([0, 0, int(k), 0], dtype=cupy.uint64)
+    histogram_kernel = kernels.function("prune", "magnitude_histogram")
+    select_kernel = kernels.function("prune", "select_digit")
+    for pass_index in range(4):
+        histogram_kernel(grid, block, (score_pointers, mask_pointers, sizes, np.int32(pass_index),
+                                       state, histograms[pass_index]))
+        select_kernel((1,), (DIGIT_VALUES,), (histograms[pass_index], np.int32(pass_index), state))
+    prefix, _, rank, equal_count = (int(value) for value in state.get())
+    return prefix, rank, equal_count
+
+
+def mask_from_threshold_cuda(scores, masks, keep_from_bits):
+    cupy = backend.cupy()
+    new_masks = [cupy.empty_like(mask) for mask in masks]
+    grid, block = _launch_shape([score.size for score in scores])
+    kernels.function("prune", "mask_from_threshold")(
+        grid, block, (_pointers(scores), _pointers(masks), _pointers(new_masks), _sizes(scores),
+                      np.uint32(keep_from_bits)))
+    return new_masks
+
+
+def apply_mask_cuda(values, masks, out=None):
+    cupy = backend.cupy()
+    out = [cupy.empty_like(value) for value in values] if out is None else out
+    grid, block = _launch_shape([value.size for value in values])
+    kernels.function("prune", "apply_mask")(
+        grid, block, (_pointers(values), _pointers(masks), _pointers(out), _sizes(values)))
+    return out
+
+
+# ----- what the pruning methods call ----------------------------------------------------
+def kth_smallest(scores, masks, k):
+    if kernels_apply(scores, masks):
+        return kth_smallest_cuda(scores, masks, k)
+    return kth_smallest_numpy(scores, masks, k)
+
+
+def mask_from_threshold(scores, masks, keep_from_bits):
+    if kernels_apply(scores, masks):
+        return mask_from_threshold_cuda(scores, masks, keep_from_bits)
+    return mask_from_threshold_numpy(scores, masks, keep_from_bits)
+
+
+def apply_mask(values, masks):
+    """[value * mask for each tensor]: the pruned values."""
+    if kernels_apply(values, masks):
+        return apply_mask_cuda(values, masks)
+    return apply_mask_numpy(values, masks)
+
+
+def prune_smallest(scores, masks, k):
+    """New masks: ``masks`` with k more zeros, at the k candidates of smallest |score|.
+
+    Exactly k candidates are pruned; among candidates equal to the threshold
+    the earlier ones (first tensor first, then flat index) go first.
+    """
+    if k == 0:
+        return [mask.copy() for mask in masks]
+    threshold_bits, rank, equal_count = kth_smallest(scores, masks, k)
+    if rank == equal_count:  # no tie to split: prune every candidate <= T
+        return mask_from_threshold(scores, masks, threshold_bits + 1)
+    new_masks = mask_from_threshold(scores, masks, threshold_bits)  # prune those < T ...
+    still_to_prune = rank
+    for score, mask, new_mask in zip(scores, masks, new_masks):  # ... and the first `rank` equal to T
+        xp = backend.array_module(score)
+        bits = magnitude_bits(score).ravel()
+        tied = xp.flatnonzero((bits == bits.dtype.type(threshold_bits)) & (mask.ravel() != 0))
+        chosen = tied[:still_to_prune]
+        new_mask.reshape(-1)[chosen] = 0
+        still_to_prune -= int(chosen.size)
+        if still_to_prune == 0:
+            break
+    return new_masks
+
+
+def threshold_masks(scores, masks, eps):
+    """The seed's rule on top of ``masks``: prune every entry with |score| < eps."""
+    return mask_from_threshold(scores, masks, float_bits(eps, scores[0].dtype))
