@@ -6,7 +6,7 @@
 """
 import numpy
 
-from . import backend, debug, nn, ops, viz
+from . import backend, debug, distributed, nn, ops, viz
 from . import prune
 from .autograd import grad
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
@@ -29,5 +29,5 @@ def cuda_is_available():
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed",
            "grad", "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "cat", "stack", "nn", "functional",
-           "ops", "backend", "cuda_is_available"]
+           "ops", "backend", "distributed", "cuda_is_available"]
 __version__ = "0.1.0"

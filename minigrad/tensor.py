@@ -181,8 +181,22 @@ def _accumulate_leaf_grad(leaf, grad):
         leaf.grad.data = leaf.grad.data + grad
 
 
+_queued_callbacks = []
+
+
+def queue_callback(callback):
+    """Run ``callback()`` once, when the backward pass now running has finished.
+
+    A ``Function.backward`` calls this to act after every leaf holds its final
+    gradient (PyTorch's ``Variable._execution_engine.queue_callback``);
+    ``DistributedDataParallel`` averages the gradients across processes there.
+    """
+    _queued_callbacks.append(callback)
+
+
 def run_backward(root, grad, retain_graph=False):
     """Propagate ``grad`` (d root / d root) to every leaf that requires a gradient."""
+    _queued_callbacks.clear()  # left over only if an earlier backward raised
     if root._ctx is None:
         _accumulate_leaf_grad(root, grad)
         return
@@ -212,6 +226,8 @@ def run_backward(root, grad, retain_graph=False):
                 ready.append(producer)
         if not retain_graph:
             function.release()
+    while _queued_callbacks:
+        _queued_callbacks.pop(0)()
 
 
 def output_grad(op, output, grad, argument="backward(grad)"):
