@@ -93,7 +93,16 @@ def _segments(quote):
         else:
             current.append(line.rstrip())
     segments.append(current)
+    segments = [_without_blank_ends(segment) for segment in segments]
     return [segment for segment in segments if segment]
+
+
+def _without_blank_ends(segment):
+    while segment and not segment[0]:
+        segment = segment[1:]
+    while segment and not segment[-1]:
+        segment = segment[:-1]
+    return segment
 
 
 def _matches_at(lines, start, segment):
@@ -124,6 +133,7 @@ def test_find_quote_accepts_verbatim_lines_and_rejects_changed_ones():
     lines = ["def f(x):", "    y = x + 1", "", "    return y * 2", "z = 3"]
     assert find_quote(lines, "y = x + 1\n\nreturn y * 2")
     assert find_quote(lines, "def f(x):\n...\n    return y * 2")
+    assert find_quote(lines, "def f(x):\n...\n\n    return y * 2")  # blank lines next to ... are ignored
     assert not find_quote(lines, "y = x + 2")
     assert not find_quote(lines, "return y * 2\ny = x + 1")        # order matters
     assert not find_quote(lines, "y = x + 1\nreturn y * 2")        # the blank line is part of it
