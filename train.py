@@ -241,10 +241,8 @@ def main(argv=None):
     model = MODELS[args.model]().to(device)
     if args.sync_bn:
         model = dist.convert_sync_batchnorm(model)
-    state = mg.load(checkpoint_path(args)) if args.resume else None
-    if state is not None:
-        restore_pruning_structure(model, state["model"])
-        model.load_state_dict(state["model"])
+    # The optimizer is built before any pruning: pruning renames weight to weight_orig and
+    # moves it to the end of the module's parameters, and the optimizer's state is by position.
     if args.optimizer == "sgd":
         optimizer = mg.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                  nesterov=args.nesterov, weight_decay=args.weight_decay)
@@ -252,6 +250,10 @@ def main(argv=None):
         optimizer = mg.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = make_scheduler(args, optimizer)
     steps_per_epoch = len(loader)
+    state = mg.load(checkpoint_path(args)) if args.resume else None
+    if state is not None:
+        restore_pruning_structure(model, state["model"])
+        model.load_state_dict(state["model"])
     pruner = make_pruner(args, model, steps_per_epoch)
     start_epoch, batches_done, step, history, partial = 0, 0, 0, [], None
     if state is not None:
