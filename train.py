@@ -11,6 +11,7 @@ last checkpoint and gives the same weights as a run that was never stopped;
 Ctrl-C saves a checkpoint at the last completed step and exits.
 """
 import argparse
+import functools
 import json
 import math
 import os
@@ -229,7 +230,7 @@ def main(argv=None):
     rank, world_size = dist.get_rank(), dist.get_world_size()
     validate(args, parser, world_size)
     main_process = rank == 0
-    say = print if main_process else (lambda *a, **k: None)
+    say = functools.partial(print, flush=True) if main_process else (lambda *a, **k: None)
 
     mg.manual_seed(args.seed)
     train_set, test_set = load_data(args, device)

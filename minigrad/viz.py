@@ -26,7 +26,8 @@ def to_dot(tensor, names=None):
     def node(obj):
         return ids.setdefault(id(obj), f"n{len(ids)}")
 
-    lines = ["digraph minigrad {", "  rankdir=BT;", '  node [fontname="Helvetica", fontsize=11];']
+    lines = ["digraph minigrad {", "  rankdir=BT;", '  node [fontname="Helvetica", fontsize=11];',
+             '  edge [fontname="Helvetica", fontsize=10];']
     output_label = f"output {tuple(tensor.shape)}"
     lines.append(f"  {node(tensor)} [label={_quote(output_label)}, shape=box, style=filled, fillcolor=lightgreen];")
     if tensor._ctx is None:

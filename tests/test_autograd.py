@@ -134,6 +134,13 @@ def test_gradcheck_catches_a_wrong_derivative():
         mg.gradcheck(WrongSquare.apply, [x])
 
 
+def test_gradcheck_leaves_the_inputs_grad_alone():
+    x = mg.tensor([0.5, -1.5], requires_grad=True, dtype=np.float64)
+    x.grad = mg.tensor([7.0, 7.0], dtype=np.float64)
+    assert mg.gradcheck(lambda t: (t * t).sum(), [x])
+    np.testing.assert_array_equal(x.grad.numpy(), [7.0, 7.0])
+
+
 shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
 
 
