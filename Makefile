@@ -16,10 +16,13 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-# Real Fashion-MNIST from Debian's package (as root); elsewhere train.py downloads it.
+# Real Fashion-MNIST from Debian's package, and Graphviz for graph pictures (as root, when
+# missing); elsewhere train.py downloads the data and mg.viz.to_dot still gives DOT text.
 data:
-	@if [ ! -d $(DATA) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -q && apt-get install -y -q dataset-fashion-mnist; fi
+	@missing=""; [ -d $(DATA) ] || missing="dataset-fashion-mnist"; \
+	command -v dot >/dev/null || missing="$$missing graphviz"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && apt-get install -y -q $$missing; fi
 
 train: setup data
 	$(PY) train.py $(ARGS)

@@ -161,7 +161,7 @@ def test_there_are_chapters_and_each_has_examples_and_quotes():
         assert any(language == "python" for language, *_ in quotes(path)), f"{path.name} quotes no code"
 
 
-@pytest.mark.parametrize("path", [_chapter_param(path) for path in CHAPTERS])
+@pytest.mark.parametrize("path", [_chapter_param(path) for path in CHAPTERS + [ROOT / "README.md"]])
 def test_examples_print_what_the_docs_show(path, monkeypatch):
     blocks = examples(path)
     code = "".join(body for body, _, _ in blocks)
