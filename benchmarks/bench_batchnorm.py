@@ -88,11 +88,11 @@ class _GpuTimer:
 
 def _copy_bandwidth(timer, cupy):
     """Device-to-device cudaMemcpy of COPY_BYTES: bytes read plus bytes written per second."""
-    from minigrad.nn.batchnorm_cuda import _address
+    from minigrad.kernels import address
     source = cupy.ones(COPY_BYTES // 4, dtype=np.float32)
     target = cupy.empty_like(source)
     device_to_device = 3  # cudaMemcpyDeviceToDevice
-    milliseconds = timer(lambda: cupy.cuda.runtime.memcpyAsync(_address(target), _address(source), source.nbytes,
+    milliseconds = timer(lambda: cupy.cuda.runtime.memcpyAsync(address(target), address(source), source.nbytes,
                                                                device_to_device, 0))
     return 2 * source.nbytes / milliseconds / 1e6
 

@@ -4,9 +4,13 @@
 ``kernels/sgd.cu``, compiled once per process for the GPU in use.
 ``compile_for("sgd", "sm_90")`` compiles the same source to a cubin without a
 GPU, which is how the CPU test suite checks every kernel builds.
+``Device("prune")`` is what a launcher module launches through; the tests put
+tests/cuda_emulator.py's CPU stand-in in its place.
 """
 import functools
 from pathlib import Path
+
+import numpy as np
 
 from . import backend
 
@@ -46,6 +50,49 @@ def module(name):
 def function(name, kernel):
     """One ``__global__`` function of kernels/<name>.cu, ready to launch."""
     return module(name).get_function(kernel)
+
+
+def address(array):
+    """The address of an array's first element: on the GPU for CuPy, in host memory for NumPy."""
+    return array.data.ptr if backend.is_cupy_array(array) else array.ctypes.data
+
+
+class Device:
+    """Where the kernels of kernels/<name>.cu run: the current CuPy GPU.
+
+    A launcher module makes its arrays with ``device.xp``, asks ``device.holds``
+    whether the kernels can take an array, and launches with
+    ``device.kernel(kernel)(grid, block, args)``; the tests swap in
+    tests/cuda_emulator.EmulatedDevice, which has the same members and runs the
+    same kernels on the CPU.
+    """
+
+    def __init__(self, name):
+        self.name = name
+
+    @property
+    def xp(self):
+        return backend.cupy()
+
+    def holds(self, array):
+        """True for an array the kernels can read: one in GPU memory."""
+        return backend.is_cupy_array(array)
+
+    def kernel(self, kernel):
+        return function(self.name, kernel)
+
+    @functools.cached_property
+    def multiprocessors(self):
+        return self.xp.cuda.Device().attributes["MultiProcessorCount"]
+
+    def tickets(self, count):
+        """A zeroed uint32 buffer of at least ``count`` tickets; the kernels leave it zeroed."""
+        xp = self.xp
+        cache = self.__dict__.setdefault("_tickets", {})
+        device = xp.cuda.runtime.getDevice()
+        if device not in cache or cache[device].size < count:
+            cache[device] = xp.zeros(max(count, 1024), dtype=np.uint32)
+        return cache[device]
 
 
 def compile_for(name, arch):

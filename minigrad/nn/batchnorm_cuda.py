@@ -7,12 +7,11 @@ sees x as (N, C, S): the planar kernels cover NCHW (S > 1), the rows kernels
 of 4 and every array is 16-byte aligned. ``_Layout`` decides how many blocks
 share one channel's reduction so that the GPU is busy even when C is small.
 """
-import functools
 import math
 
 import numpy as np
 
-from .. import backend, kernels
+from .. import kernels
 
 PLANAR_THREADS = 256        # must match kernels/batchnorm.cu
 ROWS_X, ROWS_Y = 32, 8
@@ -21,35 +20,7 @@ UNITS_PER_THREAD = 4        # fewer than this per thread and a chunk is not wort
 MAX_GRID_Y = 65535
 
 
-class _CudaDevice:
-    """Where the kernels run; tests swap in an emulator with the same four members."""
-
-    @property
-    def xp(self):
-        return backend.cupy()
-
-    def kernel(self, name):
-        return kernels.function("batchnorm", name)
-
-    @functools.cached_property
-    def multiprocessors(self):
-        return self.xp.cuda.Device().attributes["MultiProcessorCount"]
-
-    def tickets(self, count):
-        """A zeroed uint32 buffer of at least ``count`` tickets; the kernels leave it zeroed."""
-        xp = self.xp
-        cache = self.__dict__.setdefault("_tickets", {})
-        device = xp.cuda.runtime.getDevice()
-        if device not in cache or cache[device].size < count:
-            cache[device] = xp.zeros(max(count, 1024), dtype=np.uint32)
-        return cache[device]
-
-
-device = _CudaDevice()
-
-
-def _address(array):
-    return array.data.ptr if backend.is_cupy_array(array) else array.ctypes.data
+device = kernels.Device("batchnorm")  # tests swap in a CPU emulator with the same members
 
 
 def _ceil_div(a, b):
@@ -69,7 +40,7 @@ class _Layout:
         s = math.prod(shape[2:])
         rows = s == 1
         inner = c if rows else s
-        aligned = all(_address(array) % 16 == 0 for array in arrays)
+        aligned = all(kernels.address(array) % 16 == 0 for array in arrays)
         vector = 4 if inner % 4 == 0 and aligned else 1
         target_blocks = BLOCKS_PER_MULTIPROCESSOR * device.multiprocessors
         if rows:

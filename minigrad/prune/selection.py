@@ -23,7 +23,8 @@ model ranks every weight together without concatenating copies of them.
 Each function here has two implementations with the same arguments: the
 NumPy twin (``*_numpy``, readable, used on the CPU, and on the GPU for dtypes
 other than float32) and the CUDA kernels of kernels/prune.cu (``*_cuda``, used
-for contiguous float32 CuPy arrays). The GPU tests check one against the other.
+for contiguous float32 CuPy arrays). tests/test_prune_kernels.py checks one
+against the other, on a GPU and on the CPU through the kernel emulator.
 """
 import math
 
@@ -35,6 +36,8 @@ DIGIT_BITS = 8
 DIGIT_VALUES = 1 << DIGIT_BITS
 BLOCK_SIZE = 256
 MAX_BLOCKS_PER_TENSOR = 4096
+
+device = kernels.Device("prune")  # tests swap in a CPU emulator with the same members
 
 
 def magnitude_bits(values):
@@ -96,7 +99,7 @@ def apply_mask_numpy(values, masks):
 # ----- the CUDA path ---------------------------------------------------------------------
 def kernels_apply(*array_lists):
     """True when every array is a contiguous float32 CuPy array (what prune.cu takes)."""
-    return all(backend.is_cupy_array(array) and array.dtype == np.float32 and array.flags.c_contiguous
+    return all(device.holds(array) and array.dtype == np.float32 and array.flags.c_contiguous
                for arrays in array_lists for array in arrays)
 
 
@@ -109,48 +112,42 @@ def _launch_shape(sizes):
 
 
 def _pointers(arrays):
-    cupy = backend.cupy()
-    return cupy.asarray([array.data.ptr for array in arrays], dtype=cupy.uint64)
+    return device.xp.asarray([kernels.address(array) for array in arrays], dtype=np.uint64)
 
 
 def _sizes(arrays):
-    cupy = backend.cupy()
-    return cupy.asarray([array.size for array in arrays], dtype=cupy.int64)
+    return device.xp.asarray([array.size for array in arrays], dtype=np.int64)
 
 
 def kth_smallest_cuda(scores, masks, k):
     """``kth_smallest_numpy`` with the kernels: four histogram passes on the GPU, one 32-byte read back."""
-    cupy = backend.cupy()
+    xp = device.xp
     grid, block = _launch_shape([score.size for score in scores])
     score_pointers, mask_pointers, sizes = _pointers(scores), _pointers(masks), _sizes(scores)
-    histograms = cupy.zeros((4, DIGIT_VALUES), dtype=cupy.uint64)
-    state = cupy.asarray([0, 0, int(k), 0], dtype=cupy.uint64)
-    histogram_kernel = kernels.function("prune", "magnitude_histogram")
-    select_kernel = kernels.function("prune", "select_digit")
+    histograms = xp.zeros((4, DIGIT_VALUES), dtype=np.uint64)
+    state = xp.asarray([0, 0, int(k), 0], dtype=np.uint64)
+    histogram_kernel, select_kernel = device.kernel("magnitude_histogram"), device.kernel("select_digit")
     for pass_index in range(4):
         histogram_kernel(grid, block, (score_pointers, mask_pointers, sizes, np.int32(pass_index),
                                        state, histograms[pass_index]))
         select_kernel((1,), (DIGIT_VALUES,), (histograms[pass_index], np.int32(pass_index), state))
-    prefix, _, rank, equal_count = (int(value) for value in state.get())
+    prefix, _, rank, equal_count = (int(value) for value in backend.to_numpy(state))
     return prefix, rank, equal_count
 
 
 def mask_from_threshold_cuda(scores, masks, keep_from_bits):
-    cupy = backend.cupy()
-    new_masks = [cupy.empty_like(mask) for mask in masks]
+    new_masks = [device.xp.empty_like(mask) for mask in masks]
     grid, block = _launch_shape([score.size for score in scores])
-    kernels.function("prune", "mask_from_threshold")(
+    device.kernel("mask_from_threshold")(
         grid, block, (_pointers(scores), _pointers(masks), _pointers(new_masks), _sizes(scores),
                       np.uint32(keep_from_bits)))
     return new_masks
 
 
 def apply_mask_cuda(values, masks, out=None):
-    cupy = backend.cupy()
-    out = [cupy.empty_like(value) for value in values] if out is None else out
+    out = [device.xp.empty_like(value) for value in values] if out is None else out
     grid, block = _launch_shape([value.size for value in values])
-    kernels.function("prune", "apply_mask")(
-        grid, block, (_pointers(values), _pointers(masks), _pointers(out), _sizes(values)))
+    device.kernel("apply_mask")(grid, block, (_pointers(values), _pointers(masks), _pointers(out), _sizes(values)))
     return out
 
 
