@@ -5,10 +5,16 @@
 // kernel whose threads do not all reach a barrier is reported as a deadlock
 // instead of hanging. Blocks run in a seeded random order, which exercises
 // "last block to arrive" logic. __shared__ variables become statics (one block
-// at a time uses them). Not emulated: memory-model races between blocks,
-// timing, the float precision of special functions (sqrtf is exact here).
-// Supported: what kernels/batchnorm.cu uses (1-/2-D blocks of whole warps,
-// __shfl_down_sync with a full mask, atomicAdd on unsigned int, float4).
+// at a time uses them); a block finds them as the previous block left them, so
+// a kernel that forgets to initialize shared memory reads stale values. Not
+// emulated: memory-model races between blocks, timing, the float precision of
+// special functions (sqrtf is exact here). Not caught: out-of-bounds accesses
+// (they touch host memory, or crash the process).
+// Arithmetic is IEEE, one rounding per operation (-ffp-contract=off: no FMA).
+// Supported: what kernels/*.cu use (1-/2-D blocks of whole warps, 2-D grids,
+// __shared__ arrays, __shfl_down_sync with a full mask, atomicAdd on shared and
+// global int, unsigned int, unsigned long long, float and double, float4,
+// double2, __float_as_uint, the _rn arithmetic intrinsics).
 #pragma once
 #include <ucontext.h>
 
@@ -31,6 +37,9 @@ struct alignas(16) float4 {
     float x, y, z, w;
 };
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+struct alignas(16) double2 {
+    double x, y;
+};
 
 namespace emu {
 
@@ -153,6 +162,7 @@ T shuffle_down(T value, unsigned int delta) {
 #define __device__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __restrict__ __restrict
 #define __shared__ static
 #define threadIdx (emu::current->thread)
 #define blockIdx (emu::block_index)
@@ -166,13 +176,43 @@ T __shfl_down_sync(unsigned int mask, T value, unsigned int delta) {
     if (mask != 0xffffffffu) throw std::runtime_error("emulator: only full-mask shuffles are emulated");
     return emu::shuffle_down(value, delta);
 }
-inline unsigned int atomicAdd(unsigned int* address, unsigned int value) {
-    unsigned int old = *address;
+// Atomics on shared or global memory: fibers never run at once, so a plain update is atomic;
+// the yield lets other threads run between an atomic and what follows. Overloads, not a
+// template, so that arguments convert as they do in CUDA (atomicAdd(float*, 1.0) is a float add).
+namespace emu {
+template <class T>
+T atomic_add(T* address, T value) {
+    T old = *address;
     *address = old + value;
-    ++emu::events;
-    emu::yield();  // let other threads run between an atomic and what follows
+    ++events;
+    yield();
     return old;
 }
+}  // namespace emu
+inline int atomicAdd(int* address, int value) { return emu::atomic_add(address, value); }
+inline unsigned int atomicAdd(unsigned int* address, unsigned int value) { return emu::atomic_add(address, value); }
+inline unsigned long long atomicAdd(unsigned long long* address, unsigned long long value) {
+    return emu::atomic_add(address, value);
+}
+inline float atomicAdd(float* address, float value) { return emu::atomic_add(address, value); }
+inline double atomicAdd(double* address, double value) { return emu::atomic_add(address, value); }
+inline unsigned int __float_as_uint(float value) {
+    unsigned int bits;
+    std::memcpy(&bits, &value, sizeof bits);
+    return bits;
+}
+inline float __uint_as_float(unsigned int bits) {
+    float value;
+    std::memcpy(&value, &bits, sizeof value);
+    return value;
+}
 inline float __ldcg(const float* address) { return *address; }
+// Correctly rounded single operations (compiled with -ffp-contract=off, so nothing fuses them).
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dsub_rn(double a, double b) { return a - b; }
 inline long long min(long long a, long long b) { return a < b ? a : b; }
 inline long long max(long long a, long long b) { return a > b ? a : b; }

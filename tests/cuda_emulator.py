@@ -8,6 +8,10 @@ type) and checks it against the kernel's C++ signature, so a float64 passed for
 a ``float`` or an int64 for an ``int`` is an error here as it would be a silent
 bug on the GPU. Tickets (zeroed counters) are checked to be zero again after
 every launch.
+
+``OnEmulator`` and ``OnGpu`` are the two sides of a test that compares kernels
+with their NumPy twins: the same checks run with the launcher module's
+``device`` swapped for the emulator, and on a real GPU (marker gpu).
 """
 import ctypes
 import hashlib
@@ -18,11 +22,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from minigrad import kernels
+from minigrad import backend, kernels
 
 HERE = Path(__file__).resolve().parent
 HEADER = HERE / "cuda_emulator.h"
+# -ffp-contract=off: one rounding per operation (no FMA), as the kernels' __fmul_rn and friends promise
+COMPILE_FLAGS = ["-std=c++17", "-O1", "-g0", "-ffp-contract=off", "-shared", "-fPIC"]
 
 DRIVER = r'''
 #include "cuda_emulator.h"
@@ -69,20 +76,19 @@ KERNELS
 '''
 
 
-def compiler_available():
-    return shutil.which("g++") is not None
-
-
 def build(name):
     """Compile kernels/<name>.cu with the emulator into a shared library (cached by content)."""
+    if shutil.which("g++") is None:
+        pytest.fail("the kernel emulator needs g++ (apt-get install g++)")  # a failure, not a skip
     source_path = kernels.source_path(name)
-    digest = hashlib.sha256(source_path.read_bytes() + HEADER.read_bytes() + DRIVER.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(source_path.read_bytes() + HEADER.read_bytes() + DRIVER.encode()
+                            + " ".join(COMPILE_FLAGS).encode()).hexdigest()[:16]
     library = Path(tempfile.gettempdir()) / f"minigrad-emulated-{name}-{digest}.so"
     if library.exists():
         return library
     preprocessed = subprocess.run(["g++", "-x", "c++", "-std=c++17", "-E", "-P", "-I", str(HERE), "-include", str(HEADER),
                                    str(source_path)], check=True, capture_output=True, text=True).stdout
-    names = re.findall(r'extern "C" void (\w+)\s*\(', preprocessed)
+    names = re.findall(r'extern "C" void\s+(\w+)\s*\(', preprocessed)
     if not names:
         raise RuntimeError(f"emulator: no extern \"C\" __global__ kernels found in {source_path}")
     driver = DRIVER.replace("SOURCE", str(source_path)).replace(
@@ -91,8 +97,8 @@ def build(name):
         driver_path = Path(folder) / "driver.cpp"
         driver_path.write_text(driver)
         partial = Path(folder) / "emulated.so"
-        result = subprocess.run(["g++", "-std=c++17", "-O1", "-g0", "-shared", "-fPIC", "-I", str(HERE),
-                                 "-o", str(partial), str(driver_path)], capture_output=True, text=True)
+        result = subprocess.run(["g++", *COMPILE_FLAGS, "-I", str(HERE), "-o", str(partial), str(driver_path)],
+                                capture_output=True, text=True)
         if result.returncode:
             raise RuntimeError(f"emulator: {name}.cu does not compile as C++:\n{result.stderr[-4000:]}")
         shutil.move(str(partial), library)
@@ -119,7 +125,7 @@ def _as_argument(value):
 
 
 class EmulatedDevice:
-    """The four members a launcher module asks of its device, backed by the CPU emulator."""
+    """The members a launcher module asks of its device (minigrad.kernels.Device), backed by the CPU emulator."""
 
     xp = np
 
@@ -130,6 +136,9 @@ class EmulatedDevice:
         self.seed = seed
         self.launches = []  # kernel names, in order
         self._tickets = np.zeros(0, dtype=np.uint32)
+
+    def holds(self, array):
+        return isinstance(array, np.ndarray)
 
     def tickets(self, count):
         if self._tickets.size < count:
@@ -156,3 +165,30 @@ class EmulatedDevice:
         if self._tickets.any():
             raise AssertionError(f"emulator: {name} left tickets non-zero: {self._tickets.nonzero()[0][:10]}")
         self.launches.append(name)
+
+
+class OnEmulator:
+    """A kernel test on the CPU: ``module.device`` is an EmulatedDevice(name); arrays stay NumPy arrays."""
+
+    def __init__(self, monkeypatch, module, name, **options):
+        self.device = EmulatedDevice(name, **options)
+        monkeypatch.setattr(module, "device", self.device)
+
+    def to_device(self, array):
+        return array
+
+    def to_numpy(self, array):
+        return array
+
+
+class OnGpu:
+    """The same test on the GPU: the module's own device; arrays are copied to it and back."""
+
+    def __init__(self):
+        self.xp = backend.cupy()
+
+    def to_device(self, array):
+        return self.xp.asarray(array)
+
+    def to_numpy(self, array):
+        return backend.to_numpy(array)

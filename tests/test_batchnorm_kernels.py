@@ -28,32 +28,18 @@ GPU_SHAPES = EMULATED_SHAPES + [(257, 1000), (33, 64, 13, 13), (4, 3, 301, 299),
                                 (1, 3, 1000, 1001)]
 
 
-class _Emulated:
+class _Emulated(cuda_emulator.OnEmulator):
     def __init__(self, monkeypatch):
-        if not cuda_emulator.compiler_available():
-            pytest.fail("the kernel emulator needs g++ (apt-get install g++)")
         # Several blocks per channel even for small inputs: more blocks, fewer values each.
-        monkeypatch.setattr(batchnorm_cuda, "device", cuda_emulator.EmulatedDevice("batchnorm", multiprocessors=6))
+        super().__init__(monkeypatch, batchnorm_cuda, "batchnorm", multiprocessors=6)
         monkeypatch.setattr(batchnorm_cuda, "UNITS_PER_THREAD", 1)
         self.shapes = EMULATED_SHAPES
 
-    def to_device(self, array):
-        return array
 
-    def to_numpy(self, array):
-        return array
-
-
-class _Cuda:
+class _Cuda(cuda_emulator.OnGpu):
     def __init__(self, monkeypatch):
-        self.xp = backend.cupy()
+        super().__init__()
         self.shapes = GPU_SHAPES
-
-    def to_device(self, array):
-        return self.xp.asarray(array)
-
-    def to_numpy(self, array):
-        return backend.to_numpy(array)
 
 
 @pytest.fixture(params=["emulated", pytest.param("cuda", marks=pytest.mark.gpu)])
