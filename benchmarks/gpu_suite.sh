@@ -42,7 +42,7 @@ step() {  # step NAME TIMEOUT COMMAND...: run and time it; a failure is logged, 
 
     step gpu-tests 150 $PY -m pytest -m gpu -q -rs -p no:cacheprovider tests
     if command -v compute-sanitizer >/dev/null; then
-        KERNEL_TESTS="tests/test_batchnorm_kernels.py tests/test_sgd_kernel.py tests/test_prune.py"
+        KERNEL_TESTS="tests/test_batchnorm_kernels.py tests/test_sgd_kernel.py tests/test_prune_kernels.py"
         step memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 1 \
             $PY -m pytest -m gpu -q -x -p no:cacheprovider $KERNEL_TESTS
         step racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 \

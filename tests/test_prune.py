@@ -5,7 +5,8 @@ network retrains. Reading top to bottom: the re-parametrization (weight_orig,
 weight_mask, weight = orig * mask), the same masks as PyTorch for every method,
 re-pruning that only narrows the mask, `remove`, masks that hold through
 training, the gradual schedule, the sparsity report, `compact`, and the radix
-select (NumPy twin and CUDA kernels) that chooses what to prune.
+select (NumPy twin; its CUDA kernels are compared with it in
+tests/test_prune_kernels.py) that chooses what to prune.
 
 Weights are drawn from a continuous distribution, so no two magnitudes tie and
 "the k smallest" has one answer that both libraries must find.
@@ -467,49 +468,3 @@ def test_mask_and_apply_twins_are_the_seeds_rule(rng):
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_prune_kernels_compile_with_nvrtc(arch):
     assert len(kernels.compile_for("prune", arch)) > 1000
-
-
-# ----- GPU: each kernel against its NumPy twin --------------------------------------------
-@pytest.mark.gpu
-def test_kernels_match_their_numpy_twins_on_awkward_sizes(rng):
-    import cupy
-    sizes = [1, 7, 255, 257, 65_537, 1_000_003]
-    host_values = [rng.normal(size=size).astype(np.float32) for size in sizes]
-    host_masks = [(rng.random(size) < 0.6).astype(np.float32) for size in sizes]
-    values, masks = [cupy.asarray(v) for v in host_values], [cupy.asarray(m) for m in host_masks]
-    candidates = int(sum(m.sum() for m in host_masks))
-    for k in (1, 1000, candidates // 2, candidates):
-        assert selection.kth_smallest_cuda(values, masks, k) == selection.kth_smallest_numpy(host_values, host_masks, k)
-        ours = selection.prune_smallest(values, masks, k)
-        expected = selection.prune_smallest(host_values, host_masks, k)
-        for got, want in zip(ours, expected):
-            np.testing.assert_array_equal(got.get(), want)
-    keep_from = selection.float_bits(0.7, np.float32)
-    for got, want in zip(selection.mask_from_threshold_cuda(values, masks, keep_from),
-                         selection.mask_from_threshold_numpy(host_values, host_masks, keep_from)):
-        np.testing.assert_array_equal(got.get(), want)
-    for got, want in zip(selection.apply_mask_cuda(values, masks), selection.apply_mask_numpy(host_values, host_masks)):
-        np.testing.assert_array_equal(got.get(), want)
-
-
-@pytest.mark.gpu
-def test_kernel_select_splits_ties_like_the_twin(rng):
-    import cupy
-    host = rng.choice(np.array([0.5, -0.25, 1.0, 0.0], np.float32), size=10_001)
-    ones = np.ones_like(host)
-    for k in (1, 2_500, 7_777, host.size):
-        got = selection.prune_smallest([cupy.asarray(host)], [cupy.asarray(ones)], k)[0].get()
-        np.testing.assert_array_equal(got, selection.prune_smallest([host], [ones], k)[0])
-
-
-@pytest.mark.gpu
-def test_pruning_a_model_on_the_gpu_matches_the_cpu():
-    cpu_model = nn.Sequential(nn.Linear(300, 200), nn.ReLU(), nn.Linear(200, 10))
-    gpu_model = nn.Sequential(nn.Linear(300, 200), nn.ReLU(), nn.Linear(200, 10))
-    gpu_model.load_state_dict(cpu_model.state_dict())
-    gpu_model.to("cuda")
-    for model in (cpu_model, gpu_model):
-        prune.global_unstructured(prune.prunable_parameters(model), prune.L1Unstructured, amount=0.85)
-        prune.ln_structured(model[0], "weight", amount=0.1, n=2, dim=0)
-    for cpu_layer, gpu_layer in [(cpu_model[0], gpu_model[0]), (cpu_model[2], gpu_model[2])]:
-        np.testing.assert_array_equal(mask_of(gpu_layer), mask_of(cpu_layer))

@@ -1,0 +1,174 @@
+"""kernels/prune.cu against its NumPy twins (minigrad/prune/selection.py).
+
+Each launcher of selection.py (the radix select ``kth_smallest_cuda``,
+``mask_from_threshold_cuda``, ``apply_mask_cuda``), the dispatch above them
+(``prune_smallest``, ``threshold_masks``) and the pruning methods that call it
+are compared with the NumPy twins on fresh random inputs: several tensors of
+different sizes in one launch (the multi-tensor path; sizes that are not
+multiples of the 256-thread block; an empty tensor), ties within and across
+tensors, all-equal magnitudes, signed zeros, infinities, NaNs and subnormals,
+masks that have already pruned entries, and k = 0, 1, 2, n/3, n/2, n - 1, n
+(n candidates). Two devices run the same checks:
+
+- "emulated": the kernels compiled with g++ and run on the CPU by
+  tests/cuda_emulator.h (threads as fibers, blocks in random order, argument
+  types checked against the kernel's signature), so the launch geometry, the
+  pointer lists and the shared-memory histogram are checked without a GPU;
+- "cuda": the real GPU (marker gpu; skipped without CUDA), with larger tensors.
+"""
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import backend, kernels
+from minigrad.prune import selection
+
+import cuda_emulator
+
+nn, prune = mg.nn, mg.prune
+
+EMULATED_SIZES = [1, 7, 255, 257, 1283, 0, (37, 11)]  # up to 6 blocks of 256 threads per tensor
+GPU_SIZES = EMULATED_SIZES + [4099, 65_537, 1_000_003]
+SPECIAL_VALUES = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-40, 3e38, 1.0, -1.0],
+                          dtype=np.float32)
+
+
+class _Emulated(cuda_emulator.OnEmulator):
+    def __init__(self, monkeypatch):
+        super().__init__(monkeypatch, selection, "prune")
+        self.sizes = EMULATED_SIZES
+
+
+class _Cuda(cuda_emulator.OnGpu):
+    def __init__(self, monkeypatch):
+        super().__init__()
+        self.sizes = GPU_SIZES
+
+
+@pytest.fixture(params=["emulated", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request, monkeypatch):
+    return (_Emulated if request.param == "emulated" else _Cuda)(monkeypatch)
+
+
+def _problems(sizes, rng):
+    """(name, values, masks): float32 lists of several tensors, masks with about 30% already pruned."""
+    def masks_for(values, keep=0.7):
+        masks = [(rng.random(value.shape) < keep).astype(np.float32) for value in values]
+        masks[1][...] = -0.0  # a tensor with nothing left to prune: -0.0 is not a candidate
+        return masks
+    normal = [rng.normal(size=size).astype(np.float32) for size in sizes]
+    ties = [rng.choice(np.array([0.5, -0.25, 1.0, 0.0, -0.0, -2.0], np.float32), size=size) for size in sizes]
+    equal = [np.where(rng.random(size) < 0.5, 0.75, -0.75).astype(np.float32) for size in sizes]
+    special = [np.where(rng.random(size) < 0.2, rng.choice(SPECIAL_VALUES, size=size), value)
+               for size, value in zip(sizes, normal)]
+    return [("normal", normal, masks_for(normal)),
+            ("ties", ties, masks_for(ties)),
+            ("all equal, all candidates", equal, [np.ones_like(value) for value in equal]),
+            ("special values", special, masks_for(special, keep=0.9))]
+
+
+def _ks(candidates):
+    return sorted({k for k in (0, 1, 2, candidates // 3, candidates // 2, candidates - 1, candidates)
+                   if 0 <= k <= candidates})
+
+
+def _same_bits(actual, expected, message):
+    """Equal bit for bit (so -0.0 differs from 0.0 and NaN equals the same NaN)."""
+    np.testing.assert_array_equal(actual.view(np.uint32), expected.view(np.uint32), err_msg=message)
+
+
+def _check_every_kernel(device, values, masks, name):
+    on_device = [device.to_device(value) for value in values]
+    masks_on_device = [device.to_device(mask) for mask in masks]
+    candidates = int(sum((mask != 0).sum() for mask in masks))
+    for k in _ks(candidates):
+        message = f"{name}, k={k} of {candidates} candidates"
+        if k > 0:
+            threshold = selection.kth_smallest_cuda(on_device, masks_on_device, k)
+            assert threshold == selection.kth_smallest_numpy(values, masks, k), message
+        new_masks = selection.prune_smallest(on_device, masks_on_device, k)  # dispatches to the kernels
+        expected = selection.prune_smallest(values, masks, k)
+        for new_mask, expected_mask in zip(new_masks, expected):
+            assert backend.is_cupy_array(new_mask) == isinstance(device, _Cuda)
+            _same_bits(device.to_numpy(new_mask), expected_mask, message)
+        assert sum(int((mask == 0).sum()) for mask in expected) - sum(int((mask == 0).sum()) for mask in masks) == k
+
+    threshold_bits = selection.kth_smallest_numpy(values, masks, max(candidates // 2, 1))[0]
+    for keep_from in (0, 1, selection.float_bits(0.7, np.float32), threshold_bits, threshold_bits + 1,
+                      selection.float_bits(np.inf, np.float32), 0x7fffffff):
+        got = selection.mask_from_threshold_cuda(on_device, masks_on_device, keep_from)
+        for got_mask, expected_mask in zip(got, selection.mask_from_threshold_numpy(values, masks, keep_from)):
+            _same_bits(device.to_numpy(got_mask), expected_mask, f"{name}, keep_from_bits={keep_from:#x}")
+
+    with np.errstate(invalid="ignore"):  # inf * 0 = NaN, in the kernel and the twin alike
+        expected = selection.apply_mask_numpy(values, masks)
+    for pruned, expected_values in zip(selection.apply_mask_cuda(on_device, masks_on_device), expected):
+        _same_bits(device.to_numpy(pruned), expected_values, f"{name}, apply_mask")
+    in_place = [device.to_device(value.copy()) for value in values]
+    selection.apply_mask_cuda(in_place, masks_on_device, out=in_place)  # outputs alias values
+    for pruned, expected_values in zip(in_place, expected):
+        _same_bits(device.to_numpy(pruned), expected_values, f"{name}, apply_mask in place")
+
+
+def test_every_kernel_matches_its_numpy_twin(device, rng):
+    for name, values, masks in _problems(device.sizes, rng):
+        _check_every_kernel(device, values, masks, name)
+
+
+def test_few_blocks_walk_their_tensor_in_grid_strides(monkeypatch, rng):
+    """At most 2 blocks per tensor: each thread takes several steps of the grid-stride loops."""
+    emulated = _Emulated(monkeypatch)
+    monkeypatch.setattr(selection, "MAX_BLOCKS_PER_TENSOR", 2)
+    sizes = [3000, 513, 5]
+    assert selection._launch_shape(sizes) == ((2, 3), (256,))
+    for name, values, masks in _problems(sizes, rng)[:2]:
+        _check_every_kernel(emulated, values, masks, name)
+
+
+def test_one_select_is_eight_launches_and_k_zero_launches_none(monkeypatch, rng):
+    emulated = _Emulated(monkeypatch)
+    values = [rng.normal(size=size).astype(np.float32) for size in (300, 20)]
+    masks = [np.ones_like(value) for value in values]
+    selection.prune_smallest(values, masks, 0)
+    assert emulated.device.launches == []
+    selection.prune_smallest(values, masks, 17)
+    assert emulated.device.launches == ["magnitude_histogram", "select_digit"] * 4 + ["mask_from_threshold"]
+
+
+def _model():
+    model = nn.Sequential(nn.Linear(37, 29), nn.ReLU(), nn.Linear(29, 10))
+    model[0].weight.data[:3, :5] = 0.125  # a block of equal weights: ties across the cut
+    return model
+
+
+def _prune_in_every_way(model):
+    weights = prune.prunable_parameters(model)
+    prune.global_unstructured(weights, prune.L1Unstructured, amount=0.6)
+    prune.l1_unstructured(model[0], "weight", amount=0.3)  # re-pruning: only unpruned entries compete
+    prune.threshold(model[2], "weight", eps=0.05)
+    prune.random_unstructured(model[2], "bias", amount=4)
+    prune.ln_structured(model[0], "weight", amount=0.2, n=2, dim=0)  # float64 channel norms: the twin
+    masks = [layer.weight_mask.numpy().copy() for layer in (model[0], model[2])] + [model[2].bias_mask.numpy()]
+    prune.remove(model[0], "weight")
+    return masks + [model[0].weight.numpy(), model[2].weight.numpy()]
+
+
+def test_pruning_a_model_on_the_kernels_matches_the_numpy_twins(device):
+    """The pruning methods, their dispatch and ``remove`` give the same masks and weights on the kernels."""
+    mg.manual_seed(3)
+    twin_model, kernel_model = _model(), _model()
+    kernel_model.load_state_dict(twin_model.state_dict())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(selection, "device", kernels.Device("prune"))  # holds no NumPy array: the twins run
+        mg.manual_seed(4)
+        expected = _prune_in_every_way(twin_model)
+    if isinstance(device, _Cuda):
+        kernel_model.to("cuda")
+    mg.manual_seed(4)
+    got = _prune_in_every_way(kernel_model)
+    if isinstance(device, _Emulated):  # three selects (global, l1, random; ln ranks float64 norms), a threshold
+        launches = device.device.launches
+        assert launches.count("magnitude_histogram") == 3 * 4 and launches.count("mask_from_threshold") == 4
+        assert launches[-1] == "apply_mask"  # remove()
+    for index, (kernel_result, twin_result) in enumerate(zip(got, expected)):
+        _same_bits(kernel_result, twin_result, f"result {index}")
