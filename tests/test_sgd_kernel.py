@@ -1,9 +1,10 @@
-"""kernels/sgd.cu: it compiles, its table matches the host's, and on a GPU it equals its NumPy twin.
+"""kernels/sgd.cu: it compiles, its table matches the host's, and it equals its NumPy twin.
 
-The first tests run on any machine (NVRTC compiles without a GPU; the table the
-host builds is checked on NumPy arrays). The tests marked ``gpu`` launch the
-fused update on random tensors of awkward sizes and compare it, element by
-element, with ``sgd_update_reference`` on the same inputs.
+The first tests run on any machine: NVRTC compiles without a GPU; the table the
+host builds is checked on NumPy arrays; the kernel itself runs on the CPU
+through tests/cuda_emulator.h and must equal the twin bit for bit. The tests
+marked ``gpu`` launch the fused update on random tensors of awkward sizes and
+compare it, element by element, with ``sgd_update_reference`` on the same inputs.
 """
 import re
 
@@ -16,6 +17,8 @@ from minigrad.nn import Parameter
 from minigrad.optim import SGD, sgd_update_reference
 from minigrad.optim import sgd_cuda
 from test_optim import SGD_OPTIONS
+
+import cuda_emulator
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
@@ -238,69 +241,16 @@ def test_a_model_trains_the_same_on_the_gpu_and_the_cpu():
 
 
 # ----- the kernel's own source, run on the CPU ----------------------------------------
-HOST_SHIM = r"""
-// Just enough of CUDA for sgd.cu to compile as plain C++: every block and thread runs
-// in turn (the kernel has no shared memory and no barriers, so the order is free).
-#include <algorithm>
-using std::min;
-struct float4 { float x, y, z, w; };
-struct double2 { double x, y; };
-struct dim3 { unsigned x = 0, y = 0, z = 0; };
-static dim3 blockIdx, threadIdx, blockDim;
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __restrict__
-#define __launch_bounds__(threads)
-static float __fmul_rn(float a, float b) { return a * b; }
-static float __fadd_rn(float a, float b) { return a + b; }
-static float __fsub_rn(float a, float b) { return a - b; }
-static double __dmul_rn(double a, double b) { return a * b; }
-static double __dadd_rn(double a, double b) { return a + b; }
-static double __dsub_rn(double a, double b) { return a - b; }
-#include "sgd.cu"
-extern "C" void launch(int is_double, long long blocks, int threads, const void* entries,
-                       const GroupHyperparameters* groups, const int* chunk_tensor, long long chunk_size) {
-    blockDim.x = threads;
-    for (long long block = 0; block < blocks; ++block) {
-        blockIdx.x = (unsigned)block;
-        for (int thread = 0; thread < threads; ++thread) {
-            threadIdx.x = thread;
-            if (is_double)
-                sgd_update_double((const TensorEntry<double>*)entries, groups, chunk_tensor, chunk_size);
-            else
-                sgd_update_float((const TensorEntry<float>*)entries, groups, chunk_tensor, chunk_size);
-        }
-    }
-}
-"""
-
-
 @pytest.fixture(scope="module")
-def kernel_on_cpu(tmp_path_factory):
-    """kernels/sgd.cu compiled by the host C++ compiler (no FMA contraction), via ctypes."""
-    import ctypes
-    import shutil
-    import subprocess
-    compiler = shutil.which("g++") or shutil.which("clang++")
-    if compiler is None:
-        pytest.skip("no C++ compiler to run the kernel source on the CPU")
-    folder = tmp_path_factory.mktemp("sgd_on_cpu")
-    (folder / "shim.cpp").write_text(HOST_SHIM)
-    library = folder / "sgd_on_cpu.so"
-    subprocess.run([compiler, "-O1", "-std=c++17", "-ffp-contract=off", "-shared", "-fPIC",
-                    f"-I{kernels.source_path('sgd').parent}", str(folder / "shim.cpp"), "-o", str(library)],
-                   check=True, capture_output=True)
-    launch = ctypes.CDLL(str(library)).launch
-    launch.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                       ctypes.c_void_p, ctypes.c_longlong]
-    return launch
+def emulated_sgd():
+    """kernels/sgd.cu on the CPU (tests/cuda_emulator.h: g++, IEEE arithmetic without FMA contraction)."""
+    return cuda_emulator.EmulatedDevice("sgd")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("options", SGD_OPTIONS[::3] + [SGD_OPTIONS[-1]],
                          ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
-def test_the_kernel_source_run_on_the_cpu_equals_the_twin_bit_for_bit(kernel_on_cpu, options, dtype):
+def test_the_kernel_source_run_on_the_cpu_equals_the_twin_bit_for_bit(emulated_sgd, options, dtype):
     """The CUDA code itself (table walk, vector and scalar paths, masks), executed on host arrays."""
     rng = np.random.default_rng(7)
     shapes = [(1,), (3,), (257,), (4095,), (4097,), (37, 91), (5000,), (6, 7)]
@@ -331,9 +281,8 @@ def test_the_kernel_source_run_on_the_cpu_equals_the_twin_bit_for_bit(kernel_on_
         table, n_entries, n_groups, n_chunks, _ = sgd_cuda.build_table(items, state)
         assert all(flags & sgd_cuda.FLAG_VECTORIZED for i, flags in
                    enumerate(table[:n_entries * 56].view(sgd_cuda.TENSOR_ENTRY)["flags"]) if i != 6)
-        groups_at, chunks_at = n_entries * 56, n_entries * 56 + n_groups * 32
-        kernel_on_cpu(int(dtype == np.float64), n_chunks, sgd_cuda.BLOCK_THREADS, table.ctypes.data,
-                      table.ctypes.data + groups_at, table.ctypes.data + chunks_at, sgd_cuda.CHUNK_SIZE)
+        emulated_sgd.kernel(sgd_cuda.KERNEL_FOR_DTYPE[np.dtype(dtype)])(
+            (n_chunks,), (sgd_cuda.BLOCK_THREADS,), sgd_cuda.kernel_arguments(table, n_entries, n_groups))
         bits = np.uint32 if dtype == np.float32 else np.uint64  # compare bit patterns: -0.0 != 0.0
         for index, parameter in enumerate(parameters):
             message = f"parameter {index} of shape {parameter.shape}, step {step}"

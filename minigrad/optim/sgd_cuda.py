@@ -35,14 +35,7 @@ GROUP_HYPERPARAMETERS = np.dtype([("lr", "<f8"), ("momentum", "<f8"), ("dampenin
 KERNEL_FOR_DTYPE = {np.dtype(np.float32): "sgd_update_float", np.dtype(np.float64): "sgd_update_double"}
 
 
-def _address_reader(xp):
-    """A function giving an array's first-element address: device (CuPy) or host (NumPy)."""
-    if xp is np:
-        return lambda array: array.__array_interface__["data"][0]
-    return lambda array: array.data.ptr
-
-
-def _entry(index, parameter, group, state, xp, address, temporaries):
+def _entry(index, parameter, group, state, xp, temporaries):
     """One table row (param, grad, buffer, mask addresses, numel, flags) of a parameter.
 
     Makes whatever the kernel needs that is not there yet: a contiguous gradient of the
@@ -69,7 +62,7 @@ def _entry(index, parameter, group, state, xp, address, temporaries):
             raise ValueError(f"SGD: the momentum buffer of parameter {index} has shape {buffer.shape} "
                              f"and dtype {buffer.dtype}; expected a contiguous {param.dtype} array "
                              f"of shape {param.shape}")
-        buffer_address = address(buffer)
+        buffer_address = kernels.address(buffer)
     mask = given_mask = parameter_mask("SGD", parameter, index)
     if mask is not None:
         if mask.dtype == param.dtype:
@@ -82,8 +75,8 @@ def _entry(index, parameter, group, state, xp, address, temporaries):
             mask = xp.ascontiguousarray(mask)
         if mask is not given_mask:
             temporaries.append(mask)
-        mask_address = address(mask)
-    return address(param), address(grad), buffer_address, mask_address, param.size, flags
+        mask_address = kernels.address(mask)
+    return kernels.address(param), kernels.address(grad), buffer_address, mask_address, param.size, flags
 
 
 def build_table(items, state):
@@ -95,10 +88,9 @@ def build_table(items, state):
     """
     group_row, rows, groups_of_rows, temporaries = {}, [], [], []
     xp = backend.array_module(items[0][1].data) if items else np
-    address = _address_reader(xp)
     for index, parameter, group in items:
         if parameter.data.size:
-            rows.append(_entry(index, parameter, group, state, xp, address, temporaries))
+            rows.append(_entry(index, parameter, group, state, xp, temporaries))
             groups_of_rows.append(group_row.setdefault(id(group), (len(group_row), group))[0])
     n_entries, n_groups = len(rows), len(group_row)
     columns = np.array(rows, dtype=np.uint64).reshape(n_entries, 6)
@@ -126,6 +118,13 @@ def build_table(items, state):
         hyperparameters[field] = [group[field] for _, group in sorted(group_row.values(), key=lambda row: row[0])]
     table[groups_end:].view(np.int32)[:] = np.repeat(np.arange(n_entries, dtype=np.int32), chunks)
     return table, n_entries, n_groups, n_chunks, temporaries
+
+
+def kernel_arguments(table, n_entries, n_groups):
+    """The kernel's (entries, groups, chunk_tensor, chunk_size): slices of one table (CuPy or NumPy)."""
+    entries_end = n_entries * TENSOR_ENTRY.itemsize
+    groups_end = entries_end + n_groups * GROUP_HYPERPARAMETERS.itemsize
+    return table[:entries_end], table[entries_end:groups_end], table[groups_end:], np.int64(CHUNK_SIZE)
 
 
 class _TableUpload:
@@ -180,12 +179,8 @@ class FusedSGD:
             if n_chunks == 0:
                 continue
             device = self._uploads.setdefault(dtype, _TableUpload()).upload(table)
-            entries_end = n_entries * TENSOR_ENTRY.itemsize
-            groups_end = entries_end + n_groups * GROUP_HYPERPARAMETERS.itemsize
             kernel = self._kernels.get(dtype)
             if kernel is None:
                 kernel = self._kernels[dtype] = kernels.function("sgd", KERNEL_FOR_DTYPE[dtype])
-            kernel((n_chunks,), (BLOCK_THREADS,),
-                   (device[:entries_end], device[entries_end:groups_end], device[groups_end:],
-                    np.int64(CHUNK_SIZE)))
+            kernel((n_chunks,), (BLOCK_THREADS,), kernel_arguments(device, n_entries, n_groups))
             del temporaries  # freed into CuPy's stream-ordered pool after the launch is queued
