@@ -6,17 +6,14 @@
 """
 import numpy
 
-from . import backend, debug, distributed, nn, ops, viz
-from . import prune
+from . import backend, data, debug, distributed, models, nn, ops, optim, prune, viz
 from .autograd import grad
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .nn import functional
-from . import optim
 from .ops import cat, stack
 from .random import manual_seed
 from .serialization import load, save
 from .tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
-from . import data
 
 float32 = numpy.float32
 float64 = numpy.float64
@@ -29,5 +26,6 @@ def cuda_is_available():
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed",
            "grad", "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "cat", "stack", "nn", "functional",
-           "ops", "backend", "distributed", "cuda_is_available"]
+           "ops", "backend", "data", "debug", "distributed", "models", "optim", "prune", "viz",
+           "cuda_is_available"]
 __version__ = "0.1.0"
