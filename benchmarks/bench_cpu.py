@@ -161,7 +161,7 @@ def main():
     ours_us, theirs_us = op_overhead()
     overhead = {"minigrad": ours_us, "pytorch": theirs_us}
 
-    print(f"\nCPU: {platform.processor() or platform.machine()}, {args.threads} thread(s)")
+    print(f"\nCPU: {_cpu_name()}, {args.threads} thread(s)")
     print("| training step | minigrad (ms) | PyTorch (ms) | ratio | NumPy by hand (ms) |")
     print("|---|---:|---:|---:|---:|")
     for name, row in rows:
