@@ -11,6 +11,7 @@
 # Prepare here (no GPU needed), then run on the device machine from the repository root:
 #   make gpu-prepare                      # Fashion-MNIST into .data/, the mpich wheel into .whl/
 #   bash benchmarks/gpu_suite.sh          # the device tool: carry [".data", ".whl"]
+# Each step has a time limit; together they stay under 6 minutes (370 s at the very worst).
 # Results: $OUT (or benchmarks/results/gpu-run/): summary.md (printed last), suite.log,
 # and results.tar.gz with every benchmark's JSON and markdown (card, date, versions in each).
 set -uo pipefail
@@ -40,27 +41,27 @@ step() {  # step NAME TIMEOUT COMMAND...: run and time it; a failure is logged, 
         export PYTHONPATH=$PYTHONPATH:/tmp/site
     fi
 
-    step gpu-tests 150 $PY -m pytest -m gpu -q -rs -p no:cacheprovider tests
+    step gpu-tests 90 $PY -m pytest -m gpu -q -rs -p no:cacheprovider tests
     if command -v compute-sanitizer >/dev/null; then
         KERNEL_TESTS="tests/test_batchnorm_kernels.py tests/test_sgd_kernel.py tests/test_prune_kernels.py"
-        step memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 1 \
+        step memcheck 45 compute-sanitizer --tool memcheck --error-exitcode 1 \
             $PY -m pytest -m gpu -q -x -p no:cacheprovider $KERNEL_TESTS
-        step racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 \
+        step racecheck 30 compute-sanitizer --tool racecheck --error-exitcode 1 \
             $PY -m pytest -m gpu -q -x -p no:cacheprovider tests/test_batchnorm_kernels.py
     fi
-    step train-1-epoch 90 $PY train.py --device cuda --epochs 1 --data-dir .data/fashion-mnist \
+    step train-1-epoch 60 $PY train.py --device cuda --epochs 1 --data-dir .data/fashion-mnist \
         --no-progress --checkpoint /tmp/checkpoints --log "$RESULTS/train_gpu.jsonl"
     MPIEXEC=$(command -v mpiexec || true)
     if [ -n "$MPIEXEC" ]; then
-        step mpirun-2-ranks 60 "$MPIEXEC" -n 2 $PY train.py --device cuda --epochs 1 --train-samples 8192 \
+        step mpirun-2-ranks 40 "$MPIEXEC" -n 2 $PY train.py --device cuda --epochs 1 --train-samples 8192 \
             --data-dir .data/fashion-mnist --no-progress --checkpoint /tmp/checkpoints-mpi
     else
         echo "=== mpirun-2-ranks: exit 127 after 0 s (no mpiexec: run make gpu-prepare and carry .whl)"
     fi
-    step bench-batchnorm 90 $PY benchmarks/bench_batchnorm.py --quick --out "$RESULTS"
-    step bench-sgd 45 $PY benchmarks/bench_sgd.py --quick --out "$RESULTS"
-    step bench-prune 45 $PY benchmarks/bench_prune.py --quick --out "$RESULTS/bench_prune_gpu.json"
-    step bench-data 30 $PY benchmarks/bench_data.py --device cuda --repeats 3 \
+    step bench-batchnorm 40 $PY benchmarks/bench_batchnorm.py --quick --out "$RESULTS"
+    step bench-sgd 25 $PY benchmarks/bench_sgd.py --quick --out "$RESULTS"
+    step bench-prune 25 $PY benchmarks/bench_prune.py --quick --out "$RESULTS/bench_prune_gpu.json"
+    step bench-data 15 $PY benchmarks/bench_data.py --device cuda --repeats 3 \
         --data-dir .data/fashion-mnist --output-dir "$RESULTS"
 } 2>&1 | tee "$OUT/suite.log"
 
