@@ -110,8 +110,6 @@ def validate(args, parser, world_size):
         parser.error("--nesterov needs --momentum > 0")
     if args.warmup >= args.epochs and args.warmup > 0:
         parser.error(f"--warmup {args.warmup} must be shorter than --epochs {args.epochs}")
-    if args.device == "cuda" and not mg.cuda_is_available():
-        parser.error("--device cuda: no GPU is usable here (needs CuPy and an NVIDIA GPU)")
     try:
         [int(m) for m in args.milestones.split(",") if m]
     except ValueError:
@@ -225,6 +223,8 @@ def restore_pruning_structure(model, model_state):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.device == "cuda" and not mg.cuda_is_available():
+        parser.error("--device cuda: no GPU is usable here (needs CuPy and an NVIDIA GPU)")
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and mg.cuda_is_available()) else "cpu"
     dist.init(device=device)
     rank, world_size = dist.get_rank(), dist.get_world_size()

@@ -41,6 +41,7 @@ step() {  # step NAME TIMEOUT COMMAND...: run and time it; a failure is logged, 
         export PYTHONPATH=$PYTHONPATH:/tmp/site
     fi
 
+    step cuda-available 20 $PY -c "import sys, minigrad as mg; sys.exit(0 if mg.cuda_is_available() else 'no usable GPU here')"
     step gpu-tests 90 $PY -m pytest -m gpu -q -rs -p no:cacheprovider tests
     if command -v compute-sanitizer >/dev/null; then
         KERNEL_TESTS="tests/test_batchnorm_kernels.py tests/test_sgd_kernel.py tests/test_prune_kernels.py"

@@ -91,6 +91,8 @@ def test_ctrl_c_saves_the_last_step_and_resume_continues_exactly(tmp_path):
     (["--data-dir", "/nonexistent/folder"], "--data-dir /nonexistent/folder is not a directory"),
     (["--prune-amount", "1.5"], "argument --prune-amount: must be a fraction"),
     (["--resume"], "--resume: no checkpoint at"),
+    pytest.param(["--device", "cuda"], "--device cuda: no GPU is usable here",
+                 marks=pytest.mark.skipif(mg.cuda_is_available(), reason="this machine has a GPU")),
 ])
 def test_bad_arguments_are_one_line_errors_with_exit_code_2(tmp_path, args, message):
     result = train(tmp_path, *args, check=False)
