@@ -112,7 +112,7 @@ def _window_positions(kernel, stride, out_size):
 def _fold(cols, input_shape, stride):
     """The adjoint of ``_windows``: add every window's values back where they were read.
 
-    cols (N, C, KH, KW, OH, OW) -> (N, C, H, W).
+    cols (A, B, KH, KW, OH, OW) -> (A, B, H, W), for (A, B) = (N, C) or (C, N).
     """
     out = _xp(cols).zeros(input_shape, dtype=cols.dtype)
     for i, j, where in _window_positions(cols.shape[2:4], stride, cols.shape[4:]):
@@ -173,8 +173,12 @@ class Conv2d(Function):
         grad_x = None
         if need_x:
             grad_cols = weight.reshape(out_channels, -1).T @ grad_matrix
-            grad_cols = grad_cols.reshape(in_channels, kh, kw, n, out_h, out_w).transpose(3, 0, 1, 2, 4, 5)
-            grad_x = _unpad(_fold(grad_cols, self.padded_shape, self.stride), self.padding)
+            # Fold channel-major, (C, N, H, W): each offset's add then reads a contiguous
+            # (N, OH, OW) block per channel of grad_cols; one transposing copy ends it.
+            grad_cols = grad_cols.reshape(in_channels, kh, kw, n, out_h, out_w).transpose(0, 3, 1, 2, 4, 5)
+            _, _, height, width = self.padded_shape
+            grad_x = _fold(grad_cols, (in_channels, n, height, width), self.stride)
+            grad_x = _xp(grad).ascontiguousarray(_unpad(grad_x, self.padding).transpose(1, 0, 2, 3))
         return grad_x, grad_weight, grad_bias
 
 
