@@ -199,12 +199,16 @@ class MaxPool2d(Function):
         padded = _pad(x, padding, value=-np.inf)
         windows = _windows(padded, kernel_size, stride)
         best = windows[:, :, 0, 0].copy()
-        winner = xp.zeros(best.shape, dtype=np.int16)
+        winner = xp.zeros(best.shape, dtype=np.int16)  # the offset i * KW + j of each window's maximum
         for i, j, _ in _window_positions(kernel_size, stride, best.shape[2:]):
+            if i == j == 0:
+                continue
             candidate = windows[:, :, i, j]
             better = candidate > best  # strictly: the first maximum keeps the gradient
-            best = xp.maximum(best, candidate)
-            winner += better * (i * kernel_size[1] + j - winner)  # arithmetic: faster than where()
+            xp.maximum(best, candidate, out=best)
+            # Offsets come in increasing order, so the last strict improvement has the largest
+            # offset: a maximum, which is faster than where() or copyto(where=).
+            xp.maximum(winner, better * np.int16(i * kernel_size[1] + j), out=winner)
         self.winner, self.padded_shape = winner, padded.shape
         self.kernel, self.stride, self.padding = kernel_size, stride, padding
         return best
@@ -212,8 +216,13 @@ class MaxPool2d(Function):
     def backward(self, grad):
         xp = _xp(grad)
         out = xp.zeros(self.padded_shape, dtype=grad.dtype)
+        overlapping = self.stride[0] < self.kernel[0] or self.stride[1] < self.kernel[1]
         for i, j, where in _window_positions(self.kernel, self.stride, grad.shape[2:]):
-            out[where] += grad * (self.winner == i * self.kernel[1] + j)
+            chosen = self.winner == i * self.kernel[1] + j
+            if overlapping:
+                out[where] += grad * chosen
+            else:  # each input is in one window at most: write the product in place, no add
+                xp.multiply(grad, chosen, out=out[where])
         return _unpad(out, self.padding)
 
 
