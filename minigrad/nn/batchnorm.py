@@ -43,6 +43,16 @@ def _channel_view(x):
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
+def _channel_sum(values):
+    """sum over n and s of values (N, C, S) -> (C,); two reductions, faster in NumPy than one over (0, 2)."""
+    return values.sum(axis=0).sum(axis=1)
+
+
+def _channel_dot(a, b):
+    """sum over n and s of a * b for a, b (N, C, S) -> (C,), without the product array."""
+    return backend.array_module(a).einsum("ncs,ncs->c", a, b)
+
+
 def _per_channel(values, ndim):
     """A (C,) array shaped (1, C, 1, ...) to broadcast against an ndim-D input."""
     return values.reshape((1, -1) + (1,) * (ndim - 2))
@@ -54,8 +64,9 @@ def batch_statistics(x):
     xp = backend.array_module(x)
     values = _channel_view(x)
     count = values.shape[0] * values.shape[2]
-    mean = values.mean(axis=(0, 2))
-    m2 = ((values - mean[:, None]) ** 2).sum(axis=(0, 2))
+    mean = _channel_sum(values) / count
+    centered = values - mean[:, None]
+    m2 = _channel_dot(centered, centered)
     return xp.full(mean.shape, count, dtype=mean.dtype), mean, m2
 
 
@@ -119,8 +130,8 @@ def normalize_with_running_stats(x, running_mean, running_var, weight, bias, eps
 def gradient_sums(grad_output, x, mean, invstd):
     """Per-channel (sum dy, sum dy * xhat), each (C,). Kernel: backward_sums."""
     values, grads = _channel_view(x), _channel_view(grad_output)
-    xhat = (values - mean[:, None]) * invstd[:, None]
-    return grads.sum(axis=(0, 2)), (grads * xhat).sum(axis=(0, 2))
+    # sum dy * xhat = invstd * sum dy * (x - mean): invstd leaves the sum, so xhat is never formed
+    return _channel_sum(grads), _channel_dot(grads, values - mean[:, None]) * invstd
 
 
 def input_gradient(grad_output, x, mean, invstd, weight, sum_dy, sum_dy_xhat, count, training):
