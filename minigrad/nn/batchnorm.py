@@ -111,16 +111,13 @@ def training_statistics(x, running_mean, running_var, momentum, eps, combine=Non
 
 
 def normalize(x, mean, invstd, weight, bias):
-    """y = (x - mean) * invstd * weight + bias per channel; weight/bias may be None. Kernel: normalize.
-
-    Computed as y = x * scale + shift, scale = invstd * weight, shift = bias - mean * scale:
-    two passes over x instead of three.
-    """
+    """y = (x - mean) * invstd * weight + bias per channel; weight/bias may be None. Kernel: normalize."""
     ndim = x.ndim
     scale = invstd if weight is None else invstd * weight
-    shift = -mean * scale if bias is None else bias - mean * scale
-    y = x * _per_channel(scale.astype(x.dtype, copy=False), ndim)  # a fresh array: the add works in place
-    y += _per_channel(shift.astype(x.dtype, copy=False), ndim)
+    y = x - _per_channel(mean, ndim)  # a fresh array: the next steps work in place
+    y *= _per_channel(scale.astype(y.dtype, copy=False), ndim)
+    if bias is not None:
+        y += _per_channel(bias.astype(y.dtype, copy=False), ndim)
     return y
 
 
