@@ -143,15 +143,12 @@ def input_gradient(grad_output, x, mean, invstd, weight, sum_dy, sum_dy_xhat, co
     scale = invstd if weight is None else invstd * weight
     if not training:
         return (grad_output * _per_channel(scale, ndim)).astype(x.dtype, copy=False)
-    # Per channel dx is affine in dy and x: dx = scale * dy + x_scale * x + shift with
-    # x_scale = -scale * invstd * mean(dy * xhat) and shift = -scale * mean(dy) - x_scale * mean,
-    # which takes four passes over the data instead of six.
-    x_scale = -scale * invstd * (sum_dy_xhat / count)
-    shift = -scale * (sum_dy / count) - x_scale * mean
-    grad_x = x * _per_channel(x_scale.astype(x.dtype, copy=False), ndim)
-    grad_x += _per_channel(shift.astype(x.dtype, copy=False), ndim)
-    grad_x += grad_output * _per_channel(scale.astype(x.dtype, copy=False), ndim)
-    return grad_x.astype(x.dtype, copy=False)
+    xhat = (x - _per_channel(mean, ndim)) * _per_channel(invstd, ndim)
+    xhat *= _per_channel(sum_dy_xhat / count, ndim)  # now xhat * mean(dy * xhat)
+    centered = grad_output - _per_channel(sum_dy / count, ndim)
+    centered -= xhat
+    centered *= _per_channel(scale, ndim)
+    return centered.astype(x.dtype, copy=False)
 
 
 _REFERENCE_STEPS = types.SimpleNamespace(
