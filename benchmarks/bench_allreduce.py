@@ -56,6 +56,7 @@ from minigrad import nn  # noqa: E402
 from minigrad.data import DataLoader, DistributedSampler, FashionMNIST, TensorDataset  # noqa: E402
 from minigrad.distributed.data_parallel import GradientBuckets  # noqa: E402
 from minigrad.distributed.world import get_world  # noqa: E402
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 
 def lenet_300_100():
@@ -206,9 +207,7 @@ def _mpiexec():
 
 
 def _machine():
-    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-             if line.startswith("model name")] if Path("/proc/cpuinfo").exists() else []
-    return {"cpu": names[0] if names else platform.machine(), "cores": os.cpu_count(),
+    return {"cpu": cpu_name(), "cores": os.cpu_count(),
             "load_average_at_start": list(os.getloadavg())}
 
 

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import minigrad as mg  # noqa: E402
-from minigrad.nn import batchnorm  # noqa: E402
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GPU_SHAPES = [(32, 64, 112, 112), (256, 256, 14, 14), (128, 2048, 7, 7), (8192, 1024)]
@@ -245,7 +245,7 @@ def run_cpu(arguments):
         row["numpy_over_torch"] = row["numpy_ms"] / row["torch_cpu_ms"]
         print(f"| {tuple(row['shape'])} | {row['pass']} | {row['numpy_ms']:.2f} ms | {row['torch_cpu_ms']:.2f} ms | "
               f"{row['numpy_over_torch']:.2f}x |", flush=True)
-    meta = _meta(card=f"CPU: {platform.processor() or platform.machine()}, {_cpu_count()} cores", reps=reps,
+    meta = _meta(card=f"CPU: {cpu_name()}, {_cpu_count()} cores", reps=reps,
                  torch_threads=torch.get_num_threads(), megabytes_per_tensor=megabytes)
     _write(arguments.out, meta, rows, "cpu")
 

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minigrad as mg  # noqa: E402
 import minigrad.nn as nn  # noqa: E402
 import minigrad.nn.functional as F  # noqa: E402
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 torch.set_num_threads(args.threads)
 BATCH = 128
@@ -161,7 +162,7 @@ def main():
     ours_us, theirs_us = op_overhead()
     overhead = {"minigrad": ours_us, "pytorch": theirs_us}
 
-    print(f"\nCPU: {_cpu_name()}, {args.threads} thread(s)")
+    print(f"\nCPU: {cpu_name()}, {args.threads} thread(s)")
     print("| training step | minigrad (ms) | PyTorch (ms) | ratio | NumPy by hand (ms) |")
     print("|---|---:|---:|---:|---:|")
     for name, row in rows:
@@ -178,7 +179,7 @@ def main():
     result = {
         "benchmark": "cpu training step",
         "date": time.strftime("%Y-%m-%d"),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "threads": args.threads,
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
                      "minigrad": mg.__version__},
@@ -189,16 +190,6 @@ def main():
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")
-
-
-def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -35,19 +35,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import minigrad as mg  # noqa: E402
 from minigrad.data import DataLoader, FashionMNIST  # noqa: E402
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def time_epochs(loaders, repeats, synchronize=lambda: None):
@@ -161,7 +151,7 @@ def main():
     args = parser.parse_args()
 
     train = FashionMNIST(root=args.data_dir, train=True)
-    machine = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform()}
+    machine = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform()}
     try:
         import torch
         torch.set_num_threads(args.torch_threads)

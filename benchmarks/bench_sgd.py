@@ -24,6 +24,7 @@ Results go to benchmarks/results/sgd_<device>.json with the card, date and versi
 import argparse
 import datetime
 import json
+import os
 import platform
 import re
 import statistics
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minigrad as mg  # noqa: E402
 from minigrad.nn import Parameter  # noqa: E402
 from minigrad.optim import SGD  # noqa: E402
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4
@@ -170,15 +172,6 @@ def copy_bandwidth(xp, n_values, reps, timer):
 
 
 # ----- the run -----------------------------------------------------------------------------
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as info:
-            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
-        return f"{names[0]} ({len(names)} cores)"
-    except (OSError, IndexError):
-        return platform.processor() or platform.machine()
-
-
 def main(argv=None):
     arguments = parse_arguments(argv)
     on_gpu = not arguments.cpu
@@ -196,7 +189,7 @@ def main(argv=None):
         timer = lambda step, reps, library="cupy": time_on_gpu(step, reps, library, torch)  # noqa: E731
     else:
         xp = np
-        device_name = cpu_name()
+        device_name = f"{cpu_name()} ({os.cpu_count()} cores)"
         torch_ok = torch is not None
         if torch_ok:
             torch.set_num_threads(1)  # NumPy's elementwise ops run on one thread

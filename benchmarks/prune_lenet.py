@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minigrad as mg  # noqa: E402
 from minigrad.models import lenet300  # noqa: E402
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
@@ -106,14 +107,6 @@ def compaction(model, dataset):
     return {"hidden": [small[1].out_features, small[3].out_features], "max_abs_logit": float(np.abs(logits).max()),
             "flops_dense": mg.prune.count_flops(model, (1, 28, 28)),
             "flops_compact": mg.prune.count_flops(small, (1, 28, 28)), "max_abs_logit_difference": difference}
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as file:
-            return next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def run_seed(data, args, seed):
