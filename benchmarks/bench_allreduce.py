@@ -56,7 +56,7 @@ from minigrad import nn  # noqa: E402
 from minigrad.data import DataLoader, DistributedSampler, FashionMNIST, TensorDataset  # noqa: E402
 from minigrad.distributed.data_parallel import GradientBuckets  # noqa: E402
 from minigrad.distributed.world import get_world  # noqa: E402
-from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
+from benchmarks.machine import cpu_name  # noqa: E402
 
 
 def lenet_300_100():

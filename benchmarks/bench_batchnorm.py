@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import minigrad as mg  # noqa: E402
-from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
+from benchmarks.machine import cpu_name  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GPU_SHAPES = [(32, 64, 112, 112), (256, 256, 14, 14), (128, 2048, 7, 7), (8192, 1024)]

@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import minigrad as mg  # noqa: E402
 from minigrad.data import DataLoader, FashionMNIST  # noqa: E402
-from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
+from benchmarks.machine import cpu_name  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minigrad as mg  # noqa: E402
 from minigrad.nn import Parameter  # noqa: E402
 from minigrad.optim import SGD  # noqa: E402
-from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
+from benchmarks.machine import cpu_name  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4

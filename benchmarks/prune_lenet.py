@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minigrad as mg  # noqa: E402
 from minigrad.models import lenet300  # noqa: E402
-from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
+from benchmarks.machine import cpu_name  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
