@@ -6,14 +6,17 @@
 """
 import numpy
 
-from . import backend, data, debug, distributed, models, nn, ops, optim, prune, viz
+from . import operators, autograd  # noqa: I001  (first: they attach the ops and backward to Tensor)
+from . import backend, data, debug, distributed, models, nn, optim, prune, viz
 from .autograd import grad
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .nn import functional
-from .ops import cat, stack
+from .operators import cat, stack
 from .random import manual_seed
 from .serialization import load, save
-from .tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
+from .function import Function
+from .mode import enable_grad, is_grad_enabled, no_grad
+from .tensor import Tensor, tensor
 
 float32 = numpy.float32
 float64 = numpy.float64

@@ -1,27 +1,65 @@
-"""Higher-order gradients: a backward pass that is itself differentiable, and ``grad``.
+"""The backward pass: one walk of the graph, for ``backward()`` and ``grad()`` alike.
 
-``loss.backward()`` (``run_backward`` in tensor.py) is the fast path: every
-``Function.backward`` maps arrays to arrays and the graph is freed as it goes.
-This module is the general path, for two things the fast path cannot do:
+``loss.backward()`` hands d loss / d loss = 1 to the function that made
+``loss``, then runs every function's ``backward`` in an order where a function
+runs only after every function that consumed its output has handed it a
+gradient (a reverse topological order, found by counting consumers first; no
+recursion, so a chain 20,000 ops deep works). Along the way it
 
-- ``create_graph=True``: each function runs ``backward_graph(grad)``, the same
-  derivative written with Tensor ops on its input Tensors. The gradients are
-  then Tensors with a graph of their own, and differentiating them again gives
-  second derivatives: for a scalar loss L(w) and a vector v,
+- undoes broadcasting, here and nowhere else (``unbroadcast``);
+- sums the gradients a tensor receives from its several consumers;
+- hands each leaf that requires a gradient its total, by one rule: the first
+  becomes ``.grad`` as a copy in the leaf's dtype, later ones are added to it;
+- frees each function once it has run (unless ``retain_graph``), so a second
+  backward through the same graph is an error, not a wrong answer.
 
-      H v = d/dw ( dL/dw . v )           (a Hessian-vector product)
+The derivatives are written with Tensor ops (minigrad/function.py). The walk
+runs them under ``no_grad`` (plain arrays, fast) or, for
+``create_graph=True``, recording a graph: the gradients are then Tensors that
+can be differentiated again. For a scalar loss L(w) and a vector v,
 
-  is ``grad((grad(L, w, create_graph=True)[0] * v).sum(), w)``.
-- ``grad(outputs, inputs)`` (PyTorch's ``torch.autograd.grad``): the gradients
-  are returned instead of summed into ``.grad``, and only the part of the graph
-  between the outputs and the inputs runs.
+    H v = d/dw ( dL/dw . v )           (a Hessian-vector product)
 
-The walk is the same as the fast path's (count each function's consumers,
-run a function once all of them have handed it a gradient; iterative, so deep
-graphs work), over several roots and with gradients that may be Tensors.
+is ``grad((grad(L, w, create_graph=True)[0] * v).sum(), w)``.
 """
-from . import tensor as _tensor
-from .tensor import Function, Tensor, _FREED_MESSAGE, output_grad, unbroadcast
+from . import backend, mode
+from .function import Function
+from .ops import Cast, unbroadcast
+from .tensor import Tensor
+
+_FREED_MESSAGE = (
+    "backward: trying to backward through the graph a second time; the first "
+    "backward() freed it. Pass retain_graph=True to the first call to keep it.")
+
+_queued_callbacks = []
+
+
+def queue_callback(callback):
+    """Run ``callback()`` once, when the backward pass now running has finished.
+
+    A ``Function.backward`` calls this to act after every leaf holds its final
+    gradient (PyTorch's ``Variable._execution_engine.queue_callback``);
+    ``DistributedDataParallel`` averages the gradients across processes there.
+    """
+    _queued_callbacks.append(callback)
+
+
+def backward(tensor, grad=None, retain_graph=None, create_graph=False):
+    """Compute d tensor / d leaf for every leaf that requires a gradient, into ``leaf.grad``.
+
+    ``grad`` is d loss / d tensor; it may be left out only when the tensor holds one value.
+    ``retain_graph`` keeps the graph for another backward (default: ``create_graph``).
+    ``create_graph=True`` records the backward pass itself, so each ``leaf.grad``
+    is a Tensor with a graph that can be differentiated again. That graph refers
+    back to the leaf; set ``leaf.grad = None`` when done with it, or use
+    ``mg.grad``, which returns the gradients instead.
+    """
+    if not tensor.requires_grad:
+        raise RuntimeError("backward: this tensor does not require grad and has no grad_fn; "
+                           "did you create the parameters with requires_grad=True?")
+    seed = _seed("backward", tensor, grad, "backward(grad)")
+    retain_graph = create_graph if retain_graph is None else retain_graph
+    _walk((tensor,), (seed,), retain_graph, create_graph, targets=None)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -43,127 +81,49 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if not (isinstance(value, Tensor) and value.requires_grad):
             raise RuntimeError(f"grad: input {position} (shape {getattr(value, 'shape', None)}) "
                                f"does not require grad")
-    seeds = [_seed("grad", output, position, g, create_graph)
-             for position, (output, g) in enumerate(zip(outputs, grad_outputs))]
+    for position, output in enumerate(outputs):
+        if not (isinstance(output, Tensor) and output.requires_grad):
+            raise RuntimeError(f"grad: output {position} does not require grad and has no grad_fn")
+    seeds = [_seed("grad", output, g, "grad_outputs") for output, g in zip(outputs, grad_outputs)]
     retain_graph = create_graph if retain_graph is None else retain_graph
     found = _walk(outputs, seeds, retain_graph, create_graph, targets=inputs)
     results = []
     for position, value in enumerate(inputs):
         gradient = found.get(value)
-        if gradient is None:
-            if not allow_unused:
-                raise RuntimeError(f"grad: input {position} (shape {value.shape}) was not used to compute "
-                                   f"the outputs; pass allow_unused=True to get None for it")
-        elif create_graph:
-            gradient = gradient.to(dtype=value.dtype)
-        else:  # a copy: one gradient array may have been handed to several inputs
-            gradient = Tensor(gradient.astype(value.dtype, copy=True))
+        if gradient is None and not allow_unused:
+            raise RuntimeError(f"grad: input {position} (shape {value.shape}) was not used to compute "
+                               f"the outputs; pass allow_unused=True to get None for it")
+        if gradient is not None:  # without a graph, a copy: one array may have gone to several inputs
+            with mode.backward_pass(create_graph):
+                gradient = gradient.to(dtype=value.dtype) if create_graph else Cast.apply(gradient, dtype=value.dtype)
         results.append(gradient)
     return tuple(results)
-
-
-def backward_with_graph(output, grad, retain_graph=None):
-    """``output.backward(grad, retain_graph, create_graph=True)``: leaf ``.grad`` become Tensors with graphs."""
-    retain_graph = True if retain_graph is None else retain_graph
-    _walk((output,), [_seed("backward", output, None, grad, True)], retain_graph, True, targets=None)
 
 
 def _as_tuple(values):
     return (values,) if isinstance(values, Tensor) else tuple(values)
 
 
-def _seed(op, output, position, grad, create_graph):
-    """The gradient that starts the walk at ``output``: an array, or a Tensor when creating a graph."""
-    if not (isinstance(output, Tensor) and output.requires_grad):
-        which = "the tensor" if position is None else f"output {position}"
-        raise RuntimeError(f"{op}: {which} does not require grad and has no grad_fn")
-    array = output_grad(op, output, grad, "backward(grad)" if op == "backward" else "grad_outputs")
-    if not create_graph:
-        return array
-    return grad if isinstance(grad, Tensor) else Tensor(array)
-
-
-def _add(store, key, gradient):
-    store[key] = gradient if key not in store else store[key] + gradient
-
-
-def _accumulate_into_leaf(leaf, gradient):
-    # The first gradient is a copy made by a differentiable op (Cast), so that
-    # .grad shares no data with other gradients and stays part of the graph.
-    if leaf.grad is None:
-        leaf.grad = _tensor._ops.Cast.apply(gradient, dtype=leaf.data.dtype)
-    else:
-        leaf.grad = leaf.grad + gradient
-
-
-def _walk(roots, seeds, retain_graph, create_graph, targets):
-    """Propagate ``seeds`` (d loss / d root) backwards from ``roots``.
-
-    ``targets`` None: every leaf that requires a gradient gets it in ``.grad``.
-    Otherwise returns {target tensor: its gradient}, and only the functions that
-    lead to a target run.
-    """
-    targets = None if targets is None else set(targets)  # by identity: Tensor == is elementwise
-    root_functions = {root._ctx for root in roots if root._ctx is not None}
-    users = _users(root_functions)
-    live, useful = _functions_leading_to(targets, users)
-    consumers = {function: 0 for function in live}
-    for key, functions in users.items():
-        if key in consumers:
-            consumers[key] = sum(1 for function in functions if function in useful)
-    target_of = {} if targets is None else {value._ctx: value for value in targets if value._ctx is not None}
-    found, pending = {}, {}
-    with _tensor.enable_grad() if create_graph else _tensor.no_grad():
-        for root, seed in zip(roots, seeds):
-            if root._ctx is None:
-                _deliver_to_leaf(root, seed, targets, found)
-            elif root._ctx in live:
-                _add(pending, root._ctx, seed)
-        ready = [function for function in pending if consumers[function] == 0]
-        while ready:
-            function = ready.pop()
-            gradient = pending.pop(function)
-            if function in target_of:
-                found[target_of[function]] = gradient
-            if function not in useful:
-                continue
-            input_grads = _differentiate(function, gradient, create_graph)
-            for value, input_grad, needed in zip(function.inputs, input_grads, function.needs_input_grad):
-                if not needed:
-                    continue
-                input_grad = unbroadcast(input_grad, value.shape)  # works on arrays and Tensors alike
-                producer = value._ctx
-                if producer is None:
-                    _deliver_to_leaf(value, input_grad, targets, found)
-                elif producer in live:
-                    _add(pending, producer, input_grad)
-                    consumers[producer] -= 1
-                    if consumers[producer] == 0:
-                        ready.append(producer)
-            if not retain_graph:
-                function.release()
-    return found
-
-
-def _differentiate(function, gradient, create_graph):
-    if create_graph:
-        input_grads = function.backward_graph(gradient)
-    elif _tensor._observer is None:
-        input_grads = function.backward(gradient)
-    else:
-        input_grads = _tensor._observer.backward(function, gradient)
-    return input_grads if isinstance(input_grads, tuple) else (input_grads,)
-
-
-def _deliver_to_leaf(leaf, gradient, targets, found):
-    if targets is None:
-        _accumulate_into_leaf(leaf, gradient)
-    elif leaf in targets:
-        _add(found, leaf, gradient)
+def _seed(op, output, grad, argument):
+    """d loss / d output as a Tensor: ones for a one-element output, else ``grad`` checked against its shape."""
+    if isinstance(grad, Tensor):
+        if grad.shape != output.shape:
+            raise ValueError(f"{op}: grad has shape {grad.shape}, tensor has shape {output.shape}")
+        return grad
+    xp = backend.array_module(output.data)
+    if grad is None:
+        if output.data.size != 1:
+            raise RuntimeError(f"{op}: grad can be created implicitly only for a scalar output, "
+                               f"but this tensor has shape {output.shape}; pass {argument}")
+        return Tensor(xp.ones_like(output.data))
+    array = xp.asarray(grad, dtype=output.dtype)
+    if array.shape != output.shape:
+        raise ValueError(f"{op}: grad has shape {array.shape}, tensor has shape {output.shape}")
+    return Tensor(array)
 
 
 def _users(root_functions):
-    """For every function behind the roots and every leaf: the functions that take it as an input.
+    """Every function behind the roots, and every leaf, with the functions that take it as an input.
 
     A non-leaf input is keyed by the function that produced it (a function has one output).
     """
@@ -185,12 +145,11 @@ def _users(root_functions):
     return users
 
 
-def _functions_leading_to(targets, users):
-    """(live, useful): the functions that run their backward (useful: a target lies behind
-    them) and those that also just receive a gradient (a target's producer)."""
-    functions = {key for key in users if isinstance(key, Function)}
+def _useful(targets, users):
+    """The functions worth running: all of them, or (for ``grad``) those with a target behind them."""
+    functions = [key for key in users if isinstance(key, Function)]
     if targets is None:
-        return functions, functions
+        return set(functions)
     useful = set()
     stack = [value if value._ctx is None else value._ctx for value in targets]
     while stack:
@@ -198,5 +157,89 @@ def _functions_leading_to(targets, users):
             if function not in useful:
                 useful.add(function)
                 stack.append(function)
-    producers = {value._ctx for value in targets if value._ctx in functions}
-    return useful | producers, useful
+    return useful
+
+
+def _walk(roots, seeds, retain_graph, create_graph, targets):
+    """Propagate ``seeds`` (d loss / d root, Tensors) backwards from ``roots``.
+
+    ``targets`` None: every leaf that requires a gradient gets it in ``.grad``.
+    Otherwise returns {target tensor: its gradient}, and only the functions that
+    lead to a target run.
+    """
+    _queued_callbacks.clear()  # left over only if an earlier backward raised
+    targets = None if targets is None else set(targets)  # by identity: Tensor == is elementwise
+    users = _users({root._ctx for root in roots if root._ctx is not None})
+    useful = _useful(targets, users)
+    consumers = {key: sum(1 for user in functions if user in useful)
+                 for key, functions in users.items() if isinstance(key, Function)}
+    target_of = {} if targets is None else {value._ctx: value for value in targets if value._ctx is not None}
+    found, pending, outputs = {}, {}, {}
+    with mode.backward_pass(create_graph):
+        for root, seed in zip(roots, seeds):
+            _deliver(root, seed, targets, found, pending, outputs)
+        ready = [function for function in pending if consumers[function] == 0]
+        while ready:
+            function = ready.pop()
+            gradient = pending.pop(function)
+            if function in target_of:
+                found[target_of[function]] = gradient
+            if function in useful:
+                _run(function, gradient, targets, found, pending, outputs, consumers, ready)
+                if not retain_graph:
+                    function.release()
+            outputs.pop(function)  # held until now so that the derivative could read function.output
+    while _queued_callbacks:
+        _queued_callbacks.pop(0)()
+    return found
+
+
+def _run(function, gradient, targets, found, pending, outputs, consumers, ready):
+    """One function's derivative, and its input gradients handed on."""
+    observer = mode.observer()
+    input_grads = function.backward(gradient) if observer is None else observer.backward(function, gradient)
+    if not isinstance(input_grads, tuple):
+        input_grads = (input_grads,)
+    for value, input_grad, needed in zip(function.inputs, input_grads, function.needs_input_grad):
+        if not needed or input_grad is None:
+            continue
+        if not isinstance(input_grad, Tensor):  # a derivative written on arrays, as constants
+            input_grad = Tensor(input_grad)
+        input_grad = unbroadcast(input_grad, value.shape)
+        producer = value._ctx
+        if _deliver(value, input_grad, targets, found, pending, outputs):
+            consumers[producer] -= 1
+            if consumers[producer] == 0:
+                ready.append(producer)
+
+
+def _deliver(value, gradient, targets, found, pending, outputs):
+    """Hand ``gradient`` to ``value``: a leaf takes it, a produced tensor's function adds it up.
+
+    Returns whether it went to a function that takes part in this walk.
+    """
+    producer = value._ctx
+    if producer is None:
+        if targets is None:
+            _accumulate(value, gradient)
+        elif value in targets:
+            found[value] = gradient if value not in found else found[value] + gradient
+        return False
+    if producer in pending:
+        pending[producer] = pending[producer] + gradient
+    else:
+        pending[producer] = gradient
+        outputs[producer] = value
+    return True
+
+
+def _accumulate(leaf, gradient):
+    """The one leaf rule: the first gradient becomes ``.grad`` as a copy in the leaf's dtype (it
+    may share its array with other gradients); later gradients are added to it."""
+    if leaf.grad is None:
+        leaf.grad = Cast.apply(gradient, dtype=leaf.data.dtype)
+    else:
+        leaf.grad = leaf.grad + gradient
+
+
+Tensor.backward = backward

@@ -8,8 +8,10 @@ shapes, device and time. ``detect_anomaly()`` (PyTorch's
 ``torch.autograd.detect_anomaly``) checks every op's output, forward and
 backward, and raises at the first one that produced a NaN or an infinity,
 naming the op and the shapes. Both work by installing an observer that the
-engine calls around each ``Function`` (minigrad/tensor.py); with none
-installed the engine pays one ``is None`` test per op.
+engine calls around each ``Function`` (minigrad/mode.py); with none
+installed the engine pays one ``is None`` test per op. A derivative is
+written with ops of its own; they run as part of it and are reported as
+"X.backward", not one by one.
 """
 import contextlib
 import os
@@ -18,7 +20,7 @@ import time
 
 import numpy as np
 
-from . import backend, tensor
+from . import backend, mode
 
 
 def _shapes(arrays):
@@ -38,6 +40,8 @@ class Observer:
         self.stream = stream or sys.stderr
 
     def forward(self, function, arrays, options):
+        if mode.in_backward_pass():  # a piece of a derivative (or the walk's sums), reported with it
+            return function.forward(*arrays, **options)
         start = time.perf_counter()
         with self._quiet_numpy():
             output = function.forward(*arrays, **options)
@@ -49,7 +53,8 @@ class Observer:
         with self._quiet_numpy():
             grads = function.backward(grad)
         as_tuple = grads if isinstance(grads, tuple) else (grads,)
-        self._report("backward", function, [grad], [g for g in as_tuple if g is not None], start)
+        arrays = [getattr(g, "data", g) for g in as_tuple if g is not None]
+        self._report("backward", function, [grad.data], arrays, start)
         return grads
 
     def _quiet_numpy(self):
@@ -79,11 +84,11 @@ class _Installed:
         self.observer = observer
 
     def __enter__(self):
-        self.previous = tensor.set_observer(self.observer)
+        self.previous = mode.set_observer(self.observer)
         return self.observer
 
     def __exit__(self, *exc_info):
-        tensor.set_observer(self.previous)
+        mode.set_observer(self.previous)
 
 
 def trace(stream=None):
@@ -97,4 +102,4 @@ def detect_anomaly(trace=False):
 
 
 if os.environ.get("MINIGRAD_DEBUG") == "1":
-    tensor.set_observer(Observer(trace=True))
+    mode.set_observer(Observer(trace=True))

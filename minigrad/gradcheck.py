@@ -1,7 +1,7 @@
 """``gradcheck`` and ``gradgradcheck``: compare backward() with central differences, in float64."""
 import numpy as np
 
-from . import autograd, backend, ops
+from . import autograd, backend, operators
 from .tensor import Tensor
 
 
@@ -77,6 +77,6 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         grads = autograd.grad(fn(*values), wanted, grad_outputs=output_weights, create_graph=True,
                               allow_unused=True)
         flat = [(value * 0.0 if g is None else g).reshape(-1) for value, g in zip(wanted, grads)]
-        return ops.cat(flat)
+        return operators.cat(flat)
 
     return gradcheck(first_derivatives, inputs + [output_weights], eps=eps, atol=atol, rtol=rtol, seed=seed)

@@ -1,24 +1,39 @@
 """The differentiable ops, each with its local derivative beside its forward.
 
-Every op is a ``Function``: ``forward`` computes on raw arrays, ``backward``
-maps d loss / d output to d loss / d input for each input. Elementwise ops
-return gradients in the broadcast shape; the engine sums them back down.
+Every op is a ``Function`` (minigrad/function.py): ``forward`` computes on raw
+arrays, ``backward`` maps d loss / d output to d loss / d input for each input,
+written with Tensor ops, so that the same line serves the ordinary backward
+pass and, recorded, the second derivative. Elementwise ops return gradients in
+the broadcast shape; the backward walk sums them back down (``unbroadcast``).
 
-``backward_graph`` is the same derivative for ``create_graph=True``: ``grad``
-is a Tensor and the result is built from Tensor ops on the input Tensors
-(``self.inputs``), so it can be differentiated again. Where ``backward`` reads
-a saved output (exp, tanh, softmax) ``backward_graph`` recomputes it from the
-inputs, because the second derivative must flow through it too; masks and
-signs (relu, abs, max) are piecewise constant and stay plain arrays.
+A derivative that needs the op's result reads ``self.output`` (exp, tanh,
+softmax): a Tensor whose own graph leads back here, so second derivatives flow
+through it. Masks and signs (relu, abs, max) are piecewise constant and stay
+plain arrays. minigrad/operators.py makes these ops Tensor operators and
+methods (``a + b``, ``a.sum(dim=1)``).
 """
 import numpy as np
 
 from . import backend
-from .tensor import Function, Tensor, unbroadcast
+from .function import Function
+from .tensor import Tensor
 
 
 def _xp(array):
     return backend.array_module(array)
+
+
+def unbroadcast(grad, shape):
+    """Sum the Tensor ``grad`` down to ``shape``: the adjoint of NumPy broadcasting."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = Sum.apply(grad, axis=tuple(range(extra)))
+    stretched = tuple(axis for axis, size in enumerate(shape) if size == 1 and grad.shape[axis] != 1)
+    if stretched:
+        grad = Sum.apply(grad, axis=stretched, keepdims=True)
+    return grad
 
 
 # ----- arithmetic -------------------------------------------------------------------
@@ -29,8 +44,6 @@ class Add(Function):
     def backward(self, grad):  # d(a+b)/da = 1, d(a+b)/db = 1
         return grad, grad
 
-    backward_graph = backward  # it uses only grad, which is a Tensor there
-
 
 class Sub(Function):
     def forward(self, a, b):
@@ -39,20 +52,12 @@ class Sub(Function):
     def backward(self, grad):
         return grad, -grad
 
-    backward_graph = backward
-
 
 class Mul(Function):
     def forward(self, a, b):
-        self.a, self.b = a, b
         return a * b
 
     def backward(self, grad):  # d(ab)/da = b, d(ab)/db = a
-        need_a, need_b = self.needs_input_grad
-        return (grad * self.b if need_a else None,
-                grad * self.a if need_b else None)
-
-    def backward_graph(self, grad):
         a, b = self.inputs
         need_a, need_b = self.needs_input_grad
         return grad * b if need_a else None, grad * a if need_b else None
@@ -60,19 +65,13 @@ class Mul(Function):
 
 class Div(Function):
     def forward(self, a, b):
-        self.a, self.b = a, b
         return a / b
 
-    def backward(self, grad):  # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
+    def backward(self, grad):  # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -(a/b)/b
+        b = self.inputs[1]
         need_a, need_b = self.needs_input_grad
-        grad_a = grad / self.b
-        return (grad_a if need_a else None,
-                -grad_a * self.a / self.b if need_b else None)
-
-    def backward_graph(self, grad):
-        a, b = self.inputs
-        need_a, need_b = self.needs_input_grad
-        return grad / b if need_a else None, -grad * a / (b * b) if need_b else None
+        grad_a = grad / b
+        return grad_a if need_a else None, -(grad_a * self.output) if need_b else None
 
 
 class Neg(Function):
@@ -82,29 +81,19 @@ class Neg(Function):
     def backward(self, grad):
         return -grad
 
-    backward_graph = backward
-
 
 class Pow(Function):
     def forward(self, base, exponent):
-        self.base, self.exponent = base, exponent
-        self.out = base ** exponent
-        return self.out
+        return base ** exponent
 
     def backward(self, grad):  # d(b^e)/db = e b^(e-1), d(b^e)/de = b^e log b
-        need_base, need_exponent = self.needs_input_grad
-        grad_base = grad * self.exponent * self.base ** (self.exponent - 1) if need_base else None
-        grad_exponent = grad * self.out * _xp(self.out).log(self.base) if need_exponent else None
-        return grad_base, grad_exponent
-
-    def backward_graph(self, grad):
         base, exponent = self.inputs
         need_base, need_exponent = self.needs_input_grad
         grad_base = grad * exponent * base ** (exponent - 1) if need_base else None
         grad_exponent = None
-        if need_exponent:  # a constant base (2 ** x) keeps grad's dtype, as a Python number would
-            log_base = base.log() if isinstance(base, Tensor) else _xp(grad.data).asarray(np.log(base), dtype=grad.dtype)
-            grad_exponent = grad * base ** exponent * log_base
+        if need_exponent:  # a constant base (2 ** x) is a number or an array
+            log_base = base.log() if isinstance(base, Tensor) else _xp(grad.data).log(base).astype(grad.dtype)
+            grad_exponent = grad * self.output * log_base
         return grad_base, grad_exponent
 
 
@@ -124,33 +113,26 @@ class MatMul(Function):
         if a.ndim == 0 or b.ndim == 0 or a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match "
                              f"(the last axis of the first must equal the second-to-last of the second)")
-        self.a, self.b = a, b
         return a @ b
 
-    def backward(self, grad):
-        return _matmul_grads(grad, self.a, self.b, *self.needs_input_grad)
-
-    def backward_graph(self, grad):
-        return _matmul_grads(grad, *self.inputs, *self.needs_input_grad)
-
-
-def _matmul_grads(grad, a, b, need_a, need_b):
-    """d(ab)/da = grad b^T, d(ab)/db = a^T grad; a, b and grad all arrays or (where needed) Tensors."""
-    a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
-    b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
-    grad2 = grad.reshape(_promoted_grad_shape(grad.shape, a.ndim, b.ndim))
-    grad_a = (grad2 @ b2.swapaxes(-1, -2)) if need_a else None
-    grad_b = (a2.swapaxes(-1, -2) @ grad2) if need_b else None
-    if grad_a is not None and a.ndim == 1:
-        grad_a = unbroadcast(grad_a, (1,) + a.shape).reshape(a.shape)
-    if grad_b is not None and b.ndim == 1:
-        grad_b = unbroadcast(grad_b, b.shape + (1,)).reshape(b.shape)
-    return grad_a, grad_b
+    def backward(self, grad):  # d(ab)/da = grad b^T, d(ab)/db = a^T grad
+        a, b = self.inputs
+        need_a, need_b = self.needs_input_grad
+        a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+        b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+        grad2 = grad.reshape(_promoted_grad_shape(grad.shape, a.ndim, b.ndim))
+        grad_a = grad2 @ b2.swapaxes(-1, -2) if need_a else None
+        grad_b = a2.swapaxes(-1, -2) @ grad2 if need_b else None
+        if grad_a is not None and a.ndim == 1:
+            grad_a = unbroadcast(grad_a, (1,) + a.shape).reshape(a.shape)
+        if grad_b is not None and b.ndim == 1:
+            grad_b = unbroadcast(grad_b, b.shape + (1,)).reshape(b.shape)
+        return grad_a, grad_b
 
 
 # ----- reductions -------------------------------------------------------------------
 def _expand_reduced(grad, shape, axis, keepdims):
-    """Put back the axes a reduction removed, so ``grad`` (array or Tensor) broadcasts against the input."""
+    """Put back the axes a reduction removed, so ``grad`` broadcasts against the input."""
     if keepdims:
         return grad
     if axis is None:
@@ -169,8 +151,6 @@ class BroadcastTo(Function):
     def backward(self, grad):
         return unbroadcast(grad, self.shape)
 
-    backward_graph = backward  # unbroadcast sums with Tensor ops when grad is a Tensor
-
 
 class Sum(Function):
     def forward(self, a, axis=None, keepdims=False):
@@ -178,10 +158,6 @@ class Sum(Function):
         return a.sum(axis=axis, keepdims=keepdims)
 
     def backward(self, grad):  # every input element contributes once
-        grad = _expand_reduced(grad, self.shape, self.axis, self.keepdims)
-        return _xp(grad).broadcast_to(grad, self.shape)
-
-    def backward_graph(self, grad):
         return BroadcastTo.apply(_expand_reduced(grad, self.shape, self.axis, self.keepdims), shape=self.shape)
 
 
@@ -193,10 +169,6 @@ class Mean(Function):
         return out
 
     def backward(self, grad):  # each element contributes 1/count
-        grad = _expand_reduced(grad, self.shape, self.axis, self.keepdims) / self.count
-        return _xp(grad).broadcast_to(grad, self.shape)
-
-    def backward_graph(self, grad):
         grad = _expand_reduced(grad, self.shape, self.axis, self.keepdims) / self.count
         return BroadcastTo.apply(grad, shape=self.shape)
 
@@ -210,9 +182,7 @@ class Max(Function):
     def backward(self, grad):  # the gradient goes to the maxima, split evenly between ties
         winners = (self.a == self.out).astype(grad.dtype)
         winners /= winners.sum(axis=self.axis, keepdims=True)
-        return winners * _expand_reduced(grad, self.a.shape, self.axis, self.keepdims)
-
-    backward_graph = backward  # the winners are a constant mask; grad may be a Tensor
+        return _expand_reduced(grad, self.a.shape, self.axis, self.keepdims) * winners
 
 
 # ----- shapes -----------------------------------------------------------------------
@@ -228,8 +198,6 @@ class Reshape(Function):
     def backward(self, grad):
         return grad.reshape(self.shape)
 
-    backward_graph = backward
-
 
 class Permute(Function):
     def forward(self, a, axes):
@@ -239,10 +207,7 @@ class Permute(Function):
         return a.transpose(axes)
 
     def backward(self, grad):  # apply the inverse permutation
-        return grad.transpose(np.argsort([x % grad.ndim for x in self.axes]))
-
-    def backward_graph(self, grad):
-        return grad.permute(tuple(np.argsort([x % grad.ndim for x in self.axes])))
+        return grad.permute(tuple(int(x) for x in np.argsort([x % grad.ndim for x in self.axes])))
 
 
 def flatten(tensor, start_dim=0, end_dim=-1):
@@ -261,13 +226,10 @@ def _scatter(values, shape, index):
 
 class GetItem(Function):
     def forward(self, a, index):
-        self.shape, self.dtype, self.index = a.shape, a.dtype, index
+        self.shape, self.index = a.shape, index
         return a[index]
 
     def backward(self, grad):  # scatter back; repeated integer indices add up
-        return _scatter(grad, self.shape, self.index)
-
-    def backward_graph(self, grad):
         return ScatterAdd.apply(grad, shape=self.shape, index=self.index)
 
 
@@ -279,9 +241,6 @@ class ScatterAdd(Function):
         return _scatter(values, shape, index)
 
     def backward(self, grad):
-        return grad[self.index]
-
-    def backward_graph(self, grad):
         return GetItem.apply(grad, index=self.index)
 
 
@@ -303,14 +262,10 @@ class Concatenate(Function):
         self.sizes = [a.shape[axis] for a in arrays]
         return _xp(arrays[0]).concatenate(arrays, axis=axis)
 
-    def backward(self, grad):
-        splits = np.cumsum(self.sizes)[:-1]
-        return tuple(_xp(grad).split(grad, splits, axis=self.axis))
-
-    def backward_graph(self, grad):  # the same split, as slices of grad
+    def backward(self, grad):  # each input's gradient is its slice of grad
         before = (slice(None),) * (self.axis % grad.ndim)
         ends = np.cumsum(self.sizes)
-        return tuple(grad[before + (slice(end - size, end),)] for size, end in zip(self.sizes, ends))
+        return tuple(grad[before + (slice(int(end) - size, int(end)),)] for size, end in zip(self.sizes, ends))
 
 
 class Stack(Function):
@@ -319,71 +274,42 @@ class Stack(Function):
         return _xp(arrays[0]).stack(arrays, axis=axis)
 
     def backward(self, grad):
-        xp = _xp(grad)
-        return tuple(xp.take(grad, i, axis=self.axis) for i in range(grad.shape[self.axis]))
-
-    def backward_graph(self, grad):
         before = (slice(None),) * (self.axis % grad.ndim)
         return tuple(grad[before + (i,)] for i in range(grad.shape[self.axis]))
-
-
-def cat(tensors, axis=0):
-    """Join tensors along an existing axis."""
-    return Concatenate.apply(*tensors, axis=axis)
-
-
-def stack(tensors, axis=0):
-    """Join tensors along a new axis."""
-    return Stack.apply(*tensors, axis=axis)
 
 
 # ----- elementwise functions --------------------------------------------------------
 class Exp(Function):
     def forward(self, a):
-        self.out = _xp(a).exp(a)
-        return self.out
+        return _xp(a).exp(a)
 
     def backward(self, grad):  # d e^a = e^a
-        return grad * self.out
-
-    def backward_graph(self, grad):
-        return grad * self.inputs[0].exp()
+        return grad * self.output
 
 
 class Log(Function):
     def forward(self, a):
-        self.a = a
         return _xp(a).log(a)
 
     def backward(self, grad):  # d log a = 1/a
-        return grad / self.a
-
-    def backward_graph(self, grad):
         return grad / self.inputs[0]
 
 
 class Sqrt(Function):
     def forward(self, a):
-        self.out = _xp(a).sqrt(a)
-        return self.out
+        return _xp(a).sqrt(a)
 
     def backward(self, grad):  # d sqrt(a) = 1 / (2 sqrt(a))
-        return grad / (2 * self.out)
-
-    def backward_graph(self, grad):
-        return grad / (2 * self.inputs[0].sqrt())
+        return grad / (2 * self.output)
 
 
 class Abs(Function):
     def forward(self, a):
-        self.a = a
+        self.sign = _xp(a).sign(a)  # piecewise constant: 0 at 0 as in PyTorch
         return _xp(a).abs(a)
 
-    def backward(self, grad):  # sign(a), 0 at 0 as in PyTorch
-        return grad * _xp(grad).sign(self.a)
-
-    def backward_graph(self, grad):  # the sign is piecewise constant: its own derivative is 0
-        return grad * _xp(self.a).sign(self.a)
+    def backward(self, grad):
+        return grad * self.sign
 
 
 class ReLU(Function):
@@ -391,10 +317,8 @@ class ReLU(Function):
         self.positive = a > 0
         return a * self.positive
 
-    def backward(self, grad):  # 1 where a > 0, else 0
+    def backward(self, grad):  # 1 where a > 0, else 0: a constant mask
         return grad * self.positive
-
-    backward_graph = backward  # the mask is a constant
 
 
 class LeakyReLU(Function):
@@ -405,35 +329,25 @@ class LeakyReLU(Function):
     def backward(self, grad):
         return grad * self.slope
 
-    backward_graph = backward
-
 
 class Sigmoid(Function):
     def forward(self, a):
         xp = _xp(a)
         # exp of a non-positive number only, so it never overflows
         e = xp.exp(-xp.abs(a))
-        self.out = xp.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype)
-        return self.out
+        return xp.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype)
 
     def backward(self, grad):  # s (1 - s)
-        return grad * self.out * (1 - self.out)
-
-    def backward_graph(self, grad):
-        s = self.inputs[0].sigmoid()
+        s = self.output
         return grad * s * (1 - s)
 
 
 class Tanh(Function):
     def forward(self, a):
-        self.out = _xp(a).tanh(a)
-        return self.out
+        return _xp(a).tanh(a)
 
     def backward(self, grad):  # 1 - tanh^2
-        return grad * (1 - self.out * self.out)
-
-    def backward_graph(self, grad):
-        t = self.inputs[0].tanh()
+        t = self.output
         return grad * (1 - t * t)
 
 
@@ -441,33 +355,27 @@ class Softmax(Function):
     def forward(self, a, axis=-1):
         xp = _xp(a)
         shifted = xp.exp(a - a.max(axis=axis, keepdims=True))
-        self.out = shifted / shifted.sum(axis=axis, keepdims=True)
         self.axis = axis
-        return self.out
+        return shifted / shifted.sum(axis=axis, keepdims=True)
 
-    def backward(self, grad):  # s * (grad - sum(grad * s))
-        s = self.out
-        return s * (grad - (grad * s).sum(axis=self.axis, keepdims=True))
+    def backward(self, grad):
+        return softmax_backward(self.output, grad, self.axis)
 
-    def backward_graph(self, grad):
-        s = self.inputs[0].softmax(axis=self.axis)
-        return s * (grad - (grad * s).sum(axis=self.axis, keepdims=True))
+
+def softmax_backward(softmax, grad, axis):
+    """s * (grad - sum(grad * s)): the (symmetric) Jacobian of softmax at s, applied to grad."""
+    return softmax * (grad - (grad * softmax).sum(axis=axis, keepdims=True))
 
 
 class LogSoftmax(Function):
     def forward(self, a, axis=-1):
         xp = _xp(a)
         shifted = a - a.max(axis=axis, keepdims=True)
-        self.out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
         self.axis = axis
-        return self.out
+        return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
-    def backward(self, grad):  # grad - softmax * sum(grad)
-        return grad - _xp(grad).exp(self.out) * grad.sum(axis=self.axis, keepdims=True)
-
-    def backward_graph(self, grad):
-        softmax = self.inputs[0].softmax(axis=self.axis)
-        return grad - softmax * grad.sum(axis=self.axis, keepdims=True)
+    def backward(self, grad):  # grad - softmax * sum(grad), softmax = exp(output)
+        return grad - self.output.exp() * grad.sum(axis=self.axis, keepdims=True)
 
 
 # ----- moving between devices and dtypes (differentiable) ---------------------------
@@ -477,19 +385,27 @@ class ToDevice(Function):
         return backend.to_device(a, device)
 
     def backward(self, grad):
-        return backend.to_device(grad, self.source)
-
-    def backward_graph(self, grad):
         return grad.to(self.source)
 
 
 class Cast(Function):
+    """a as ``dtype``, always a new array (so it also serves as a differentiable copy)."""
+
     def forward(self, a, dtype):
         self.source = a.dtype
-        return a.astype(dtype)
+        return a.astype(dtype, copy=True)
 
     def backward(self, grad):
-        return grad.astype(self.source)
-
-    def backward_graph(self, grad):
         return grad.to(dtype=self.source)
+
+
+def to(tensor, device=None, dtype=None):
+    """A copy on ``device`` ('cpu' or 'cuda') and/or of ``dtype``; the tensor itself if nothing changes."""
+    if device is not None and not isinstance(device, str):
+        device, dtype = None, device  # .to(np.float64)
+    result = tensor
+    if device is not None and backend.normalize_device(device) != tensor.device:
+        result = ToDevice.apply(result, device=backend.normalize_device(device))
+    if dtype is not None and np.dtype(dtype) != tensor.dtype:
+        result = Cast.apply(result, dtype=np.dtype(dtype))
+    return result

@@ -18,7 +18,8 @@ import minigrad as mg
 import minigrad.distributed as dist
 from minigrad import nn
 from minigrad.distributed.data_parallel import GradientBuckets, _first_difference
-from minigrad.tensor import Function, queue_callback
+from minigrad.autograd import queue_callback
+from minigrad.function import Function
 
 WORKERS = Path(__file__).parent / "mpi_workers"
 ROOT = Path(__file__).parent.parent

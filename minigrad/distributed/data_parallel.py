@@ -24,7 +24,10 @@ import numpy as np
 
 from ..backend import array_module, device_of, is_cupy_array
 from ..nn.module import Module
-from ..tensor import Function, Tensor, is_grad_enabled, queue_callback
+from ..autograd import queue_callback
+from ..function import Function
+from ..mode import is_grad_enabled
+from ..tensor import Tensor
 from .collectives import allgather_object, allreduce_sum_, broadcast_, broadcast_object
 from .world import get_world, init
 

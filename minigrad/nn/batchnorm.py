@@ -34,7 +34,10 @@ import types
 import numpy as np
 
 from .. import backend
-from ..tensor import Function, Tensor
+from .. import mode
+from ..function import Function
+from ..ops import BroadcastTo
+from ..tensor import Tensor
 from .module import Module, Parameter
 
 
@@ -209,34 +212,127 @@ class BatchNormFunction(Function):
     def forward(self, x, weight, bias, running_mean=None, running_var=None, training=False,
                 momentum=0.1, eps=1e-5, group=None):
         steps = _steps_for(x, weight, bias, running_mean, running_var)
-        self.group, self.training, self.steps, self.eps = group, training, steps, eps
-        self.x, self.weight = x, weight
-        if not training:  # backward derives invstd from these only if it runs
-            self.mean, self.running_var, self.count = running_mean, running_var, None
-            return steps.normalize_with_running_stats(x, running_mean, running_var, weight, bias, eps)
-        combine = self.combine_statistics if self._overrides("combine_statistics") else None
-        self.count, self.mean, self.invstd = steps.training_statistics(x, running_mean, running_var,
-                                                                       momentum, eps, combine)
-        return steps.normalize(x, self.mean, self.invstd, weight, bias)
+        self.group = group
+        if training:
+            combine = self.combine_statistics if self._overrides("combine_statistics") else None
+            count, mean, invstd = steps.training_statistics(x, running_mean, running_var, momentum, eps, combine)
+            y = steps.normalize(x, mean, invstd, weight, bias)
+        else:
+            count, mean = None, running_mean.copy()  # a copy: the buffer may move before backward
+            invstd = 1 / backend.array_module(x).sqrt(running_var + eps)
+            y = steps.normalize_with_running_stats(x, running_mean, running_var, weight, bias, eps)
+        # The statistics x was normalised with, in both modes; the gradient ops take them as they are.
+        self.statistics = dict(mean=mean, invstd=invstd, count=count, training=training, eps=eps, steps=steps)
+        return y
 
     def backward(self, grad):
+        x, weight = self.inputs[:2]
         need_x, need_weight, need_bias = self.needs_input_grad
-        steps = self.steps
-        if not self.training:
-            self.invstd = 1 / backend.array_module(grad).sqrt(self.running_var + self.eps)
+        statistics = self.statistics
+        training = statistics["training"]
+        if training and mode.is_grad_enabled() and self._overrides("combine_gradient_sums"):
+            raise RuntimeError("SyncBatchNorm: create_graph=True is not supported (its statistics "
+                               "span processes); differentiate it once only")
         sum_dy = sum_dy_xhat = grad_x = None
-        if need_weight or need_bias or (need_x and self.training):  # eval-mode dx needs no sums
-            sum_dy, sum_dy_xhat = steps.gradient_sums(grad, self.x, self.mean, self.invstd)
+        if need_weight or need_bias or (need_x and training):  # eval-mode dx needs no sums
+            sum_dy, sum_dy_xhat = statistics["steps"].gradient_sums(
+                grad.data, x.data, statistics["mean"], statistics["invstd"])
         if need_x:
-            total_dy, total_dy_xhat = sum_dy, sum_dy_xhat
-            if self.training:
-                total_dy, total_dy_xhat = self.combine_gradient_sums(sum_dy, sum_dy_xhat)
-            grad_x = steps.input_gradient(grad, self.x, self.mean, self.invstd, self.weight,
-                                          total_dy, total_dy_xhat, self.count, self.training)
+            sums = self.combine_gradient_sums(sum_dy, sum_dy_xhat) if training else (sum_dy, sum_dy_xhat)
+            grad_x = BatchNormInputGrad.apply(grad, x, weight, sums=sums, **statistics)
         # weight and bias get this process's sums: data parallelism all-reduces parameter gradients itself
-        grad_weight = sum_dy_xhat if need_weight else None
-        grad_bias = sum_dy if need_bias else None
+        grad_weight = BatchNormWeightGrad.apply(grad, x, total=sum_dy_xhat, **statistics) if need_weight else None
+        grad_bias = ChannelSum.apply(grad, total=sum_dy) if need_bias else None
         return grad_x, grad_weight, grad_bias
+
+
+# ----- the gradient ops, each differentiable again --------------------------------------
+# Their forward passes run the fused steps above; their derivatives (used only for
+# second derivatives) are written with Tensor ops. Per channel, with <v> the mean of v
+# over the channel's M values, s = invstd and xhat = (x - mean) * s:
+#
+#     P(v) = v - <v> - xhat <v xhat>      (the training-mode projection; P(v) = v in eval)
+#     gx   = w s P(g),   gw = sum g xhat,   gb = sum g
+#
+# and, for d/dx of <h, gx>:  -w s^2 (<h P(g)> xhat + <g xhat> P(h) + <h xhat> P(g)).
+
+def _channel_axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _normalized(x, statistics):
+    """(xhat, s) as Tensors that depend on x: in training the batch statistics are recomputed
+    from x with Tensor ops (so they are differentiated too); in eval they are constants."""
+    axes, ndim = _channel_axes(x), x.ndim
+    if statistics["training"]:
+        centered = x - x.mean(axis=axes, keepdims=True)
+        invstd = ((centered * centered).mean(axis=axes, keepdims=True) + statistics["eps"]) ** -0.5
+        return centered * invstd, invstd
+    invstd = _per_channel(statistics["invstd"], ndim)
+    return (x - _per_channel(statistics["mean"], ndim)) * invstd, invstd
+
+
+def _projection(values, xhat, training):
+    """P(v) = v - <v> - xhat <v xhat> per channel (training), v itself (eval)."""
+    if not training:
+        return values
+    axes = _channel_axes(values)
+    return values - values.mean(axis=axes, keepdims=True) - xhat * (values * xhat).mean(axis=axes, keepdims=True)
+
+
+class BatchNormInputGrad(Function):
+    """gx = w s P(g): batch norm's gradient for its input (the closed form).
+
+    ``sums`` = (sum g, sum g xhat) per channel over the whole batch, already computed by the caller.
+    """
+
+    def forward(self, grad, x, weight, sums, mean, invstd, count, training, eps, steps):
+        self.statistics = dict(mean=mean, invstd=invstd, count=count, training=training, eps=eps, steps=steps)
+        return steps.input_gradient(grad, x, mean, invstd, weight, *sums, count, training)
+
+    def backward(self, h):
+        grad, x, weight = self.inputs
+        need_grad, need_x, need_weight = self.needs_input_grad
+        training = self.statistics["training"]
+        axes = _channel_axes(x)
+        xhat, invstd = _normalized(x, self.statistics)
+        w = 1.0 if weight is None else weight.reshape((1, -1) + (1,) * (x.ndim - 2))
+        projected_g, projected_h = _projection(grad, xhat, training), _projection(h, xhat, training)
+        for_grad = w * invstd * projected_h if need_grad else None
+        for_weight = (h * projected_g * invstd).sum(axis=axes) if need_weight else None
+        for_x = None
+        if need_x and training:  # in eval gx does not depend on x
+            mean_of = lambda v: v.mean(axis=axes, keepdims=True)  # noqa: E731
+            for_x = -w * invstd * invstd * (mean_of(h * projected_g) * xhat + mean_of(grad * xhat) * projected_h
+                                            + mean_of(h * xhat) * projected_g)
+        return for_grad, for_x, for_weight
+
+
+class BatchNormWeightGrad(Function):
+    """gw = sum g xhat per channel: batch norm's gradient for its weight; ``total`` is it, precomputed."""
+
+    def forward(self, grad, x, total, mean, invstd, count, training, eps, steps):
+        self.statistics = dict(mean=mean, invstd=invstd, count=count, training=training, eps=eps, steps=steps)
+        return total
+
+    def backward(self, k):  # d/dg = k xhat; d/dx = s P(g k), as d(sum a xhat)/dx = s P(a)
+        grad, x = self.inputs
+        need_grad, need_x = self.needs_input_grad
+        xhat, invstd = _normalized(x, self.statistics)
+        k = k.reshape((1, -1) + (1,) * (x.ndim - 2))
+        return (k * xhat if need_grad else None,
+                k * invstd * _projection(grad, xhat, self.statistics["training"]) if need_x else None)
+
+
+class ChannelSum(Function):
+    """sum of g (N, C, ...) per channel (C,): batch norm's gradient for its bias; ``total`` is it, precomputed."""
+
+    def forward(self, grad, total):
+        self.shape = grad.shape
+        return total
+
+    def backward(self, k):
+        return BroadcastTo.apply(k.reshape((1, -1) + (1,) * (len(self.shape) - 2)), shape=self.shape)
 
 
 def _check_channels(op, x, name, values):

@@ -6,6 +6,7 @@ import numpy as np
 from . import functional as F
 from .init import default_layer_init_
 from .module import Module, Parameter
+from .windows import pair
 
 
 class Linear(Module):
@@ -34,7 +35,7 @@ class Conv2d(Module):
                  device=None, dtype=np.float32):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = F._pair(kernel_size), F._pair(stride), F._pair(padding)
+        self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
         self.weight = Parameter(np.empty((out_channels, in_channels) + self.kernel_size, dtype=dtype))
         self.bias = Parameter(np.empty(out_channels, dtype=dtype)) if bias else None
         default_layer_init_(self.weight, self.bias)

@@ -31,7 +31,9 @@ import copy
 import numpy as np
 
 from .. import backend, nn
-from ..tensor import Tensor, no_grad
+from ..mode import no_grad
+from ..nn.windows import pair
+from ..tensor import Tensor
 from . import methods
 
 _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)
@@ -104,7 +106,7 @@ def _compact_pair(producer, middle, consumer):
                 value = layer(Tensor(value)).data
             elif isinstance(layer, _batchnorm_types()):
                 value, constant = _batchnorm_constant(layer, value, constant)
-            elif isinstance(layer, nn.AvgPool2d) and any(nn.functional._pair(layer.options["padding"])):
+            elif isinstance(layer, nn.AvgPool2d) and any(pair(layer.options["padding"])):
                 foldable = False
     removable = unused | (constant & (foldable | (value == 0)))
     keep = ~removable
