@@ -109,3 +109,30 @@ def test_dropout_gradient_uses_the_same_mask(rng):
     assert 0.65 < kept.mean() < 0.85
     np.testing.assert_allclose(x.grad.data[kept], 1 / 0.75)
     np.testing.assert_array_equal(x.grad.data[~kept], 0)
+
+
+# ----- PyTorch's argument names, with NumPy's accepted as aliases ----------------------
+def test_dim_and_keepdim_are_the_names_and_axis_and_keepdims_their_aliases(rng):
+    a = mg.tensor(rng.normal(size=(2, 3, 4)))
+    for method in ("sum", "mean", "max"):
+        by_torch_name = getattr(a, method)(dim=1, keepdim=True).numpy()
+        by_numpy_name = getattr(a, method)(axis=1, keepdims=True).numpy()
+        positional = getattr(a, method)(1, True).numpy()
+        expected = getattr(a.numpy(), method)(axis=1, keepdims=True)
+        for value in (by_torch_name, by_numpy_name, positional):
+            np.testing.assert_array_equal(value, expected)
+    np.testing.assert_array_equal(a.sum(dim=(0, 2)).numpy(), a.numpy().sum(axis=(0, 2)))
+    np.testing.assert_array_equal(a.sum(dim=[0, 2]).numpy(), a.numpy().sum(axis=(0, 2)))
+    np.testing.assert_array_equal(a.argmax(dim=2).numpy(), a.numpy().argmax(axis=2))
+    np.testing.assert_array_equal(a.argmax(axis=2, keepdims=True).numpy(), a.numpy().argmax(axis=2, keepdims=True))
+    np.testing.assert_allclose(a.softmax(dim=0).numpy(), a.softmax(axis=0).numpy())
+    np.testing.assert_array_equal(mg.cat([a, a], dim=2).shape, (2, 3, 8))
+    np.testing.assert_array_equal(mg.stack([a, a], axis=1).shape, (2, 2, 3, 4))
+
+
+def test_a_dim_given_twice_is_an_error():
+    a = mg.tensor(np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="sum: got both dim=0 and its alias axis=1"):
+        a.sum(0, axis=1)
+    with pytest.raises(TypeError, match="cat: got both dim=1 and its alias axis=0"):
+        mg.cat([a, a], dim=1, axis=0)
