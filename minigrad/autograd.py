@@ -171,7 +171,7 @@ def _walk(roots, seeds, retain_graph, create_graph, targets):
     targets = None if targets is None else set(targets)  # by identity: Tensor == is elementwise
     users = _users({root._ctx for root in roots if root._ctx is not None})
     useful = _useful(targets, users)
-    consumers = {key: sum(1 for user in functions if user in useful)
+    consumers = {key: len(functions) if targets is None else sum(1 for user in functions if user in useful)
                  for key, functions in users.items() if isinstance(key, Function)}
     target_of = {} if targets is None else {value._ctx: value for value in targets if value._ctx is not None}
     found, pending, outputs = {}, {}, {}

@@ -21,8 +21,17 @@ Inputs that are not Tensors (Python numbers, arrays) are constants: they reach
 """
 import weakref
 
-from . import mode
+import numpy as np
+
+from . import backend, mode
 from .tensor import Tensor
+
+
+def _check_same_device(function_class, first, array):
+    first_device, device = backend.device_of(first), backend.device_of(array)
+    if device != first_device:
+        raise RuntimeError(f"{function_class.__name__.lower()}: inputs are on different devices "
+                           f"({first_device} and {device}); move them with .to(device) first")
 
 
 class Function:
@@ -34,17 +43,15 @@ class Function:
     def apply(cls, *inputs, **options):
         function = cls()
         arrays = []
-        device = None
+        first = None
         for value in inputs:
             if isinstance(value, Tensor):
-                value_device = value.device
-                if device is None:
-                    device = value_device
-                elif value_device != device:
-                    raise RuntimeError(
-                        f"{cls.__name__.lower()}: inputs are on different devices "
-                        f"({device} and {value_device}); move them with .to(device) first")
-                arrays.append(value.data)
+                array = value.data
+                if first is None:
+                    first = array
+                elif type(array) is not np.ndarray or type(first) is not np.ndarray:
+                    _check_same_device(cls, first, array)
+                arrays.append(array)
             else:
                 arrays.append(value)
         if mode._observer is None:
