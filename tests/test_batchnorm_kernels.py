@@ -143,7 +143,7 @@ def test_long_chunks_walk_four_values_at_a_time(monkeypatch, rng):
 def test_a_channel_spread_over_many_blocks_is_merged_once(monkeypatch, rng):
     emulated = _Emulated(monkeypatch)
     x, _, vectors = _inputs(rng, (40, 3, 9, 9))
-    running_mean = vectors["running_mean"].copy()
+    running_mean = emulated.to_device(vectors["running_mean"])
     batchnorm_cuda.training_statistics(x, running_mean, None, 0.5, 1e-5)
     layout = batchnorm_cuda._Layout(x.shape, (x,))
     assert layout.chunks > 8 and layout.grid == (3 * layout.chunks,)

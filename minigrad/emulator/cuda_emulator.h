@@ -1,31 +1,63 @@
 // Runs CUDA kernels on the CPU, for testing their logic where there is no GPU.
 //
-// Each block runs on its own, its threads as fibers (ucontext) on one OS
-// thread; __syncthreads and warp shuffles are barriers between fibers, so a
-// kernel whose threads do not all reach a barrier is reported as a deadlock
-// instead of hanging. Blocks run in a seeded random order, which exercises
-// "last block to arrive" logic. __shared__ variables become statics (one block
-// at a time uses them); a block finds them as the previous block left them, so
-// a kernel that forgets to initialize shared memory reads stale values. Not
-// emulated: memory-model races between blocks, timing, the float precision of
-// special functions (sqrtf is exact here). Not caught: out-of-bounds accesses
-// (they touch host memory, or crash the process).
-// Arithmetic is IEEE, one rounding per operation (-ffp-contract=off: no FMA).
-// Supported: what kernels/*.cu use (1-/2-D blocks of whole warps, 2-D grids,
-// __shared__ arrays, __shfl_down_sync with a full mask, atomicAdd on shared and
-// global int, unsigned int, unsigned long long, float and double, float4,
-// double2, __float_as_uint, the _rn arithmetic intrinsics).
+// What it does:
+// - Blocks run concurrently on a few OS threads (workers), taken from a seeded
+//   random permutation of the grid, so "last block to arrive" logic meets real
+//   interleavings and real atomics. Global atomics are atomic read-modify-writes
+//   (sequentially consistent); __threadfence is std::atomic_thread_fence.
+// - A block's threads are fibers (ucontext) on its worker. They switch at every
+//   barrier, shuffle, atomic and fence, and at random (seeded) at the emulated
+//   intrinsics in between (__ldcg, the _rn arithmetic), visiting the fibers in a
+//   random order each round. A kernel whose threads do not all reach a barrier is
+//   reported as a deadlock instead of hanging.
+// - Warps may be partial (a block of 48 threads has a warp of 16 lanes). Warp
+//   collectives (__shfl*_sync, __ballot_sync, __any_sync, __all_sync,
+//   __syncwarp) take a mask: every lane it names must exist and call with the
+//   same mask, and a shuffle may read only lanes of the mask.
+// - __shared__ variables are per worker (static thread_local): a block finds
+//   them as the previous block on its worker left them, so a kernel that forgets
+//   to initialize shared memory reads stale values.
+// - Tickets: an atomic on memory the launch marked as tickets must follow a
+//   __threadfence in the same thread (since its previous ticket): otherwise the
+//   block that arrives last could read partial results not yet visible.
+// - Limits are checked: at most 1024 threads per block, grid.y and grid.z at
+//   most 65535.
+//
+// What it cannot show:
+// - Concurrency between blocks beyond what the host's threads give (two workers
+//   by default; a GPU runs thousands of threads at once, and a switch inside a
+//   block happens only at the points above, never between two plain loads).
+// - The GPU's memory ordering: the host (x86: total store order) is stronger
+//   than the GPU's, so a missing fence is caught only by the ticket rule above,
+//   not by a stale read.
+// - Speed, occupancy, registers, coalescing, bank conflicts.
+// - Out-of-bounds accesses (they touch host memory, or crash the process), and
+//   pointers inside tables (only pointer arguments are checked, in Python).
+// - The float precision of special functions (sqrtf is exact here). Arithmetic
+//   is IEEE, one rounding per operation (-ffp-contract=off: no FMA).
+//
+// Supported: what kernels/*.cu use (1-3-D blocks, 3-D grids, __shared__ arrays,
+// warp collectives with masks, atomicAdd on shared and global int, unsigned int,
+// unsigned long long, float and double, float4, double2, __float_as_uint, the _rn
+// arithmetic intrinsics, __ldcg).
 #pragma once
 #include <ucontext.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <type_traits>
 #include <vector>
 
 struct dim3 {
@@ -49,146 +81,370 @@ struct Barrier {
 };
 
 struct Fiber {
-    ucontext_t context;
-    std::vector<char> stack;
+    ucontext_t context;         // where swapcontext switches
+    void* stack_pointer = nullptr;  // where emu_switch switches
     dim3 thread;
     int linear = 0;
     bool done = false;
+    bool fenced = false;  // a __threadfence since this thread's last ticket
 };
 
-inline dim3 block_index, block_dim, grid_dim;
-inline std::vector<Fiber> fibers;
-inline Fiber* current = nullptr;
-inline ucontext_t scheduler;
-inline Barrier block_barrier;
-inline std::vector<Barrier> warp_barriers;
-inline std::vector<uint64_t> shuffle_slots;
-inline unsigned long events = 0;  // arrivals, releases and finished fibers: progress
-inline std::function<void()> body;
-inline std::string failure;
+struct Launch {  // one kernel launch, shared by its workers
+    dim3 grid, block;
+    std::function<void()> body;
+    std::vector<unsigned long long> order;  // blocks, in the order workers take them
+    std::atomic<size_t> next{0};
+    std::mutex lock;
+    std::string failure;
+    uintptr_t tickets_begin = 0, tickets_end = 0;
+    double switch_chance = 0.125;  // of a fiber switch at an emulated intrinsic
+    unsigned int seed = 0;
+};
 
-inline void yield() { swapcontext(&current->context, &scheduler); }
+struct Warp {
+    int lanes = 32;
+    std::map<unsigned int, Barrier> barriers;  // one per mask in use
+    uint64_t slots[32] = {};
+};
+
+struct Worker {  // one OS thread: runs one block at a time, its threads as fibers
+    Launch* launch = nullptr;
+    dim3 block_index;
+    std::vector<Fiber> fibers;
+    std::unique_ptr<char[]> stacks;
+    size_t stack_size = 256 * 1024;
+    Fiber* current = nullptr;
+    ucontext_t scheduler;
+    void* scheduler_stack = nullptr;
+    Barrier block_barrier;
+    std::vector<Warp> warps;
+    unsigned long events = 0;  // arrivals, releases, switches and finished fibers: progress
+    std::string failure;
+    uint64_t random = 1;
+};
+
+inline thread_local Worker* worker = nullptr;
+
+inline uint64_t next_random() {  // xorshift64: cheap, seeded per block
+    uint64_t& x = worker->random;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+}
+
+inline std::string where() {
+    const dim3& b = worker->block_index;
+    const dim3& t = worker->current->thread;
+    return "block (" + std::to_string(b.x) + ", " + std::to_string(b.y) + ", " + std::to_string(b.z) + ") thread (" +
+           std::to_string(t.x) + ", " + std::to_string(t.y) + ", " + std::to_string(t.z) + ")";
+}
+
+// Switches between the scheduler and the fibers. On x86-64: a few instructions that swap
+// stacks and the callee-saved registers (swapcontext makes a system call each time);
+// elsewhere: swapcontext.
+#if defined(__x86_64__)
+extern "C" void emu_switch(void** save_stack, void* stack);
+asm(R"(
+    .text
+    .weak emu_switch
+    .hidden emu_switch
+    .type emu_switch, @function
+emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+)");
+inline void fiber_entry();
+inline void start(Fiber& fiber, char* stack, size_t size) {  // a stack that "returns" into fiber_entry
+    auto top = reinterpret_cast<void**>(reinterpret_cast<uintptr_t>(stack + size) & ~uintptr_t(15));
+    *--top = nullptr;                                      // fiber_entry's return address (it never returns)
+    *--top = reinterpret_cast<void*>(&fiber_entry);        // where emu_switch's ret goes
+    for (int k = 0; k < 6; ++k) *--top = nullptr;          // rbp, rbx, r12-r15
+    fiber.stack_pointer = top;
+}
+inline void switch_out() { emu_switch(&worker->current->stack_pointer, worker->scheduler_stack); }
+inline void resume(Fiber& fiber) { emu_switch(&worker->scheduler_stack, fiber.stack_pointer); }
+#else
+inline void fiber_entry();
+inline void start(Fiber& fiber, char* stack, size_t size) {
+    getcontext(&fiber.context);
+    fiber.context.uc_stack.ss_sp = stack;
+    fiber.context.uc_stack.ss_size = size;
+    fiber.context.uc_link = nullptr;
+    makecontext(&fiber.context, fiber_entry, 0);
+}
+inline void switch_out() { swapcontext(&worker->current->context, &worker->scheduler); }
+inline void resume(Fiber& fiber) { swapcontext(&worker->scheduler, &fiber.context); }
+#endif
+
+inline void yield() {
+    ++worker->events;
+    switch_out();
+}
+
+// A switch at random between barriers (at the emulated intrinsics).
+inline void maybe_yield() {
+    if (worker != nullptr && worker->current != nullptr &&
+        (next_random() >> 11) * (1.0 / 9007199254740992.0) < worker->launch->switch_chance)
+        yield();
+}
 
 inline void wait(Barrier& barrier) {
-    ++events;
+    ++worker->events;
     if (++barrier.arrived == barrier.expected) {
         barrier.arrived = 0;
         ++barrier.generation;
         return;
     }
     unsigned long generation = barrier.generation;
-    while (barrier.generation == generation) yield();
+    while (barrier.generation == generation) switch_out();
 }
 
 inline void fiber_entry() {
     try {
-        body();
+        worker->launch->body();
     } catch (const std::exception& error) {
-        if (failure.empty()) failure = error.what();
+        if (worker->failure.empty()) worker->failure = where() + ": " + error.what();
     }
-    current->done = true;
-    ++events;
-    swapcontext(&current->context, &scheduler);
+    worker->current->done = true;
+    ++worker->events;
+    switch_out();
 }
 
-// Run `kernel_body` (one call per thread) for every block of the grid.
-inline void launch(dim3 grid, dim3 block, unsigned int seed, std::function<void()> kernel_body) {
+inline void run_block(unsigned long long linear_block) {
+    Worker& w = *worker;
+    const dim3 grid = w.launch->grid, block = w.launch->block;
     const int threads = block.x * block.y * block.z;
-    if (threads <= 0 || threads > 1024 || threads % 32 != 0)
-        throw std::runtime_error("emulator: block of " + std::to_string(threads) + " threads (need whole warps, at most 1024)");
-    if (grid.y > 65535 || grid.z > 65535) throw std::runtime_error("emulator: grid.y or grid.z above 65535");
-    std::vector<unsigned long long> order;
-    for (unsigned long long b = 0; b < (unsigned long long)grid.x * grid.y * grid.z; ++b) order.push_back(b);
-    std::mt19937 random(seed);
-    std::shuffle(order.begin(), order.end(), random);
-    body = std::move(kernel_body);
-    grid_dim = grid;
-    block_dim = block;
-    failure.clear();
-    fibers.assign(threads, Fiber{});
-    for (auto& fiber : fibers) fiber.stack.resize(256 * 1024);
-    for (unsigned long long linear_block : order) {
-        block_index = dim3(linear_block % grid.x, (linear_block / grid.x) % grid.y, linear_block / (grid.x * (unsigned long long)grid.y));
-        block_barrier = Barrier{threads, 0, 0};
-        warp_barriers.assign(threads / 32, Barrier{32, 0, 0});
-        shuffle_slots.assign(threads, 0);
-        for (int t = 0; t < threads; ++t) {
-            Fiber& fiber = fibers[t];
-            fiber.linear = t;
-            fiber.thread = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
-            fiber.done = false;
-            getcontext(&fiber.context);
-            fiber.context.uc_stack.ss_sp = fiber.stack.data();
-            fiber.context.uc_stack.ss_size = fiber.stack.size();
-            fiber.context.uc_link = nullptr;
-            makecontext(&fiber.context, fiber_entry, 0);
-        }
-        int alive = threads;
-        while (alive > 0) {
-            unsigned long before = events;
-            alive = 0;
-            for (auto& fiber : fibers) {
-                if (fiber.done) continue;
-                current = &fiber;
-                swapcontext(&scheduler, &fiber.context);
-                if (!fiber.done) ++alive;
-            }
-            if (!failure.empty()) throw std::runtime_error(failure);
-            if (alive > 0 && events == before)
-                throw std::runtime_error("emulator: deadlock in block (" + std::to_string(block_index.x) + ", " +
-                                         std::to_string(block_index.y) + "): " + std::to_string(alive) +
-                                         " threads wait at a barrier that the others never reach");
-        }
+    w.block_index = dim3(linear_block % grid.x, (linear_block / grid.x) % grid.y,
+                         linear_block / (grid.x * (unsigned long long)grid.y));
+    w.random = (w.launch->seed + 1) * 0x9E3779B97F4A7C15ull ^ (linear_block + 1) * 0xBF58476D1CE4E5B9ull;
+    if (w.random == 0) w.random = 1;
+    w.block_barrier = Barrier{threads, 0, 0};
+    w.warps.assign((threads + 31) / 32, Warp{});
+    w.warps.back().lanes = threads - 32 * ((threads - 1) / 32);
+    for (int t = 0; t < threads; ++t) {
+        Fiber& fiber = w.fibers[t];
+        fiber.linear = t;
+        fiber.thread = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
+        fiber.done = false;
+        fiber.fenced = false;
+        start(fiber, w.stacks.get() + t * w.stack_size, w.stack_size);
     }
+    std::vector<int> visit(threads);
+    for (int t = 0; t < threads; ++t) visit[t] = t;
+    int alive = threads;
+    while (alive > 0) {
+        unsigned long before = w.events;
+        for (int t = threads - 1; t > 0; --t) std::swap(visit[t], visit[next_random() % (t + 1)]);
+        alive = 0;
+        for (int t : visit) {
+            Fiber& fiber = w.fibers[t];
+            if (fiber.done) continue;
+            w.current = &fiber;
+            resume(fiber);
+            if (!fiber.done) ++alive;
+        }
+        w.current = nullptr;
+        if (!w.failure.empty()) throw std::runtime_error(w.failure);
+        if (alive > 0 && w.events == before)
+            throw std::runtime_error("deadlock in block (" + std::to_string(w.block_index.x) + ", " +
+                                     std::to_string(w.block_index.y) + "): " + std::to_string(alive) +
+                                     " threads wait at a barrier that the others never reach");
+    }
+}
+
+inline void work(Launch* launch) {
+    Worker w;
+    w.launch = launch;
+    const int threads = launch->block.x * launch->block.y * launch->block.z;
+    w.fibers.assign(threads, Fiber{});
+    w.stacks.reset(new char[threads * w.stack_size]);  // not zeroed: pages are touched as stacks grow
+    worker = &w;
+    try {
+        for (size_t i = launch->next++; i < launch->order.size(); i = launch->next++) {
+            {
+                std::lock_guard<std::mutex> guard(launch->lock);
+                if (!launch->failure.empty()) break;
+            }
+            run_block(launch->order[i]);
+        }
+    } catch (const std::exception& error) {
+        std::lock_guard<std::mutex> guard(launch->lock);
+        if (launch->failure.empty()) launch->failure = error.what();
+    }
+    worker = nullptr;
+}
+
+// Run `kernel_body` (one call per thread) for every block of the grid, on `workers` OS threads.
+inline void launch(dim3 grid, dim3 block, unsigned int seed, int workers, uintptr_t tickets_begin,
+                   uintptr_t tickets_end, double switch_chance, std::function<void()> kernel_body) {
+    const long long threads = (long long)block.x * block.y * block.z;
+    if (threads <= 0 || threads > 1024 || block.z > 64)
+        throw std::runtime_error("block of " + std::to_string(threads) + " threads (need 1 to 1024, z at most 64)");
+    if (grid.x == 0 || grid.y == 0 || grid.z == 0) throw std::runtime_error("empty grid");
+    if (grid.y > 65535 || grid.z > 65535)
+        throw std::runtime_error("grid (" + std::to_string(grid.x) + ", " + std::to_string(grid.y) + ", " +
+                                 std::to_string(grid.z) + "): grid.y and grid.z must be at most 65535");
+    Launch state;
+    state.grid = grid;
+    state.block = block;
+    state.seed = seed;
+    state.tickets_begin = tickets_begin;
+    state.tickets_end = tickets_end;
+    state.switch_chance = switch_chance;
+    state.body = std::move(kernel_body);
+    const unsigned long long blocks = (unsigned long long)grid.x * grid.y * grid.z;
+    state.order.resize(blocks);
+    for (unsigned long long b = 0; b < blocks; ++b) state.order[b] = b;
+    std::mt19937 random(seed);
+    std::shuffle(state.order.begin(), state.order.end(), random);
+    workers = (int)std::max(1ull, std::min((unsigned long long)std::max(workers, 1), blocks));
+    std::vector<std::thread> helpers;
+    for (int k = 1; k < workers; ++k) helpers.emplace_back(work, &state);
+    work(&state);
+    for (auto& helper : helpers) helper.join();
+    if (!state.failure.empty()) throw std::runtime_error(state.failure);
+}
+
+// ----- warp collectives -------------------------------------------------------------
+inline int lane() { return worker->current->linear % 32; }
+inline Warp& my_warp() { return worker->warps[worker->current->linear / 32]; }
+
+inline std::string hex(unsigned int mask) {
+    char text[16];
+    std::snprintf(text, sizeof text, "0x%08x", mask);
+    return text;
+}
+
+// Check the mask and meet the other lanes it names.
+inline void warp_meet(unsigned int mask, const char* what) {
+    Warp& warp = my_warp();
+    const unsigned int existing = warp.lanes == 32 ? 0xffffffffu : (1u << warp.lanes) - 1u;
+    if (mask & ~existing)
+        throw std::runtime_error(std::string(what) + " with mask " + hex(mask) + " in a warp of " + std::to_string(warp.lanes) + " lanes: the mask names lanes that do not exist");
+    if (!(mask >> lane() & 1u)) throw std::runtime_error(std::string(what) + " by a lane its mask leaves out");
+    Barrier& barrier = warp.barriers[mask];
+    barrier.expected = __builtin_popcount(mask);
+    wait(barrier);
 }
 
 template <class T>
-T shuffle_down(T value, unsigned int delta) {
+T exchange(unsigned int mask, T value, int source, const char* what) {
     static_assert(sizeof(T) <= 8, "shuffle of a value wider than 8 bytes");
-    const int lane = current->linear % 32, warp = current->linear / 32;
+    Warp& warp = my_warp();
     uint64_t bits = 0;
     std::memcpy(&bits, &value, sizeof(T));
-    shuffle_slots[current->linear] = bits;
-    wait(warp_barriers[warp]);
+    warp.slots[lane()] = bits;
+    warp_meet(mask, what);
     T result = value;
-    if (lane + delta < 32) std::memcpy(&result, &shuffle_slots[warp * 32 + lane + delta], sizeof(T));
-    wait(warp_barriers[warp]);
+    if (source >= 0 && source < 32) {
+        if (!(mask >> source & 1u))
+            throw std::runtime_error(std::string(what) + " reads lane " + std::to_string(source) + ", outside its mask");
+        std::memcpy(&result, &warp.slots[source], sizeof(T));
+    }
+    warp_meet(mask, what);
     return result;
+}
+
+// The lane a shuffle reads within segments of `width` lanes; -1: keep the own value.
+inline int segment_lane(int base, int offset, int width, bool clamp) {
+    const int own = lane(), start = own - own % width, target = base + offset;
+    if (target < start || target >= start + width) return clamp ? -1 : start + ((target - start) % width + width) % width;
+    return target;
+}
+
+// ----- atomics ----------------------------------------------------------------------
+inline void check_ticket(const void* address) {
+    const uintptr_t at = reinterpret_cast<uintptr_t>(address);
+    if (at < worker->launch->tickets_begin || at >= worker->launch->tickets_end) return;
+    if (!worker->current->fenced)
+        throw std::runtime_error("atomic on a ticket without a __threadfence before it: the block that arrives "
+                                 "last may read this block's results before they are visible");
+    worker->current->fenced = false;
+}
+
+template <class T>
+T atomic_add(T* address, T value) {
+    check_ticket(address);
+    T old;
+    if constexpr (std::is_integral_v<T>) {
+        old = __atomic_fetch_add(address, value, __ATOMIC_SEQ_CST);
+    } else {
+        __atomic_load(address, &old, __ATOMIC_RELAXED);
+        T sum;
+        do sum = old + value;
+        while (!__atomic_compare_exchange(address, &old, &sum, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+    }
+    yield();
+    return old;
 }
 
 }  // namespace emu
 
 #define __global__
 #define __device__
+#define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __restrict__ __restrict
-#define __shared__ static
-#define threadIdx (emu::current->thread)
-#define blockIdx (emu::block_index)
-#define blockDim (emu::block_dim)
-#define gridDim (emu::grid_dim)
+#define __shared__ static thread_local
+#define threadIdx (emu::worker->current->thread)
+#define blockIdx (emu::worker->block_index)
+#define blockDim (emu::worker->launch->block)
+#define gridDim (emu::worker->launch->grid)
+#define warpSize 32
 
-inline void __syncthreads() { emu::wait(emu::block_barrier); }
-inline void __threadfence() {}
-template <class T>
-T __shfl_down_sync(unsigned int mask, T value, unsigned int delta) {
-    if (mask != 0xffffffffu) throw std::runtime_error("emulator: only full-mask shuffles are emulated");
-    return emu::shuffle_down(value, delta);
+inline void __syncthreads() { emu::wait(emu::worker->block_barrier); }
+inline void __threadfence() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    emu::worker->current->fenced = true;
+    emu::yield();
 }
-// Atomics on shared or global memory: fibers never run at once, so a plain update is atomic;
-// the yield lets other threads run between an atomic and what follows. Overloads, not a
-// template, so that arguments convert as they do in CUDA (atomicAdd(float*, 1.0) is a float add).
-namespace emu {
-template <class T>
-T atomic_add(T* address, T value) {
-    T old = *address;
-    *address = old + value;
-    ++events;
-    yield();
-    return old;
+inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void __syncwarp(unsigned int mask = 0xffffffffu) { emu::warp_meet(mask, "__syncwarp"); }
+inline unsigned int __ballot_sync(unsigned int mask, int predicate) {
+    emu::Warp& warp = emu::my_warp();
+    warp.slots[emu::lane()] = predicate != 0;
+    emu::warp_meet(mask, "__ballot_sync");
+    unsigned int bits = 0;
+    for (int l = 0; l < 32; ++l)
+        if ((mask >> l & 1u) && warp.slots[l]) bits |= 1u << l;
+    emu::warp_meet(mask, "__ballot_sync");
+    return bits;
 }
-}  // namespace emu
+inline int __any_sync(unsigned int mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
+inline int __all_sync(unsigned int mask, int predicate) { return __ballot_sync(mask, predicate) == mask; }
+template <class T>
+T __shfl_sync(unsigned int mask, T value, int source, int width = 32) {
+    const int own = emu::lane();
+    return emu::exchange(mask, value, own - own % width + ((source % width) + width) % width, "__shfl_sync");
+}
+template <class T>
+T __shfl_down_sync(unsigned int mask, T value, unsigned int delta, int width = 32) {
+    return emu::exchange(mask, value, emu::segment_lane(emu::lane(), (int)delta, width, true), "__shfl_down_sync");
+}
+template <class T>
+T __shfl_up_sync(unsigned int mask, T value, unsigned int delta, int width = 32) {
+    return emu::exchange(mask, value, emu::segment_lane(emu::lane(), -(int)delta, width, true), "__shfl_up_sync");
+}
+template <class T>
+T __shfl_xor_sync(unsigned int mask, T value, int lane_mask, int width = 32) {
+    return emu::exchange(mask, value, emu::segment_lane(emu::lane() ^ lane_mask, 0, width, false), "__shfl_xor_sync");
+}
+// Overloads, not a template, so that arguments convert as they do in CUDA (atomicAdd(float*, 1.0) is a float add).
 inline int atomicAdd(int* address, int value) { return emu::atomic_add(address, value); }
 inline unsigned int atomicAdd(unsigned int* address, unsigned int value) { return emu::atomic_add(address, value); }
 inline unsigned long long atomicAdd(unsigned long long* address, unsigned long long value) {
@@ -206,13 +462,17 @@ inline float __uint_as_float(unsigned int bits) {
     std::memcpy(&value, &bits, sizeof value);
     return value;
 }
-inline float __ldcg(const float* address) { return *address; }
+template <class T>
+T __ldcg(const T* address) {
+    emu::maybe_yield();
+    return *address;
+}
 // Correctly rounded single operations (compiled with -ffp-contract=off, so nothing fuses them).
-inline float __fmul_rn(float a, float b) { return a * b; }
-inline float __fadd_rn(float a, float b) { return a + b; }
-inline float __fsub_rn(float a, float b) { return a - b; }
-inline double __dmul_rn(double a, double b) { return a * b; }
-inline double __dadd_rn(double a, double b) { return a + b; }
-inline double __dsub_rn(double a, double b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return emu::maybe_yield(), a * b; }
+inline float __fadd_rn(float a, float b) { return emu::maybe_yield(), a + b; }
+inline float __fsub_rn(float a, float b) { return emu::maybe_yield(), a - b; }
+inline double __dmul_rn(double a, double b) { return emu::maybe_yield(), a * b; }
+inline double __dadd_rn(double a, double b) { return emu::maybe_yield(), a + b; }
+inline double __dsub_rn(double a, double b) { return emu::maybe_yield(), a - b; }
 inline long long min(long long a, long long b) { return a < b ? a : b; }
 inline long long max(long long a, long long b) { return a > b ? a : b; }
