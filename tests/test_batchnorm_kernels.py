@@ -158,6 +158,8 @@ def test_layer_runs_on_the_kernels(device, rng):
         kernel_layer, numpy_layer = layer_class(shape[1]), layer_class(shape[1])
         if isinstance(device, _Cuda):
             kernel_layer.to("cuda")
+        else:  # the layer's tensors stay NumPy arrays: the emulator takes them as device memory
+            device.device.host_memory = True
         for training in (True, False):
             kernel_layer.train(training), numpy_layer.train(training)
             outputs = []
@@ -190,7 +192,7 @@ def test_gpu_benchmark_runs_end_to_end_on_the_emulator(monkeypatch, tmp_path):
     import types
     from pathlib import Path
 
-    _Emulated(monkeypatch)
+    xp = _Emulated(monkeypatch).device.xp
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_batchnorm.py"
     spec = importlib.util.spec_from_file_location("bench_batchnorm", path)
     bench = importlib.util.module_from_spec(spec)
@@ -205,7 +207,7 @@ def test_gpu_benchmark_runs_end_to_end_on_the_emulator(monkeypatch, tmp_path):
                                     memcpyAsync=lambda target, source, size, kind, stream:
                                     ctypes.memmove(target, source, size))
     fake_cupy = types.SimpleNamespace(
-        __version__="emulated", ones=np.ones, zeros=np.zeros, empty_like=np.empty_like, asarray=np.asarray,
+        __version__="emulated", ones=xp.ones, zeros=xp.zeros, empty_like=xp.empty_like, asarray=xp.asarray,
         asnumpy=np.asarray, cuda=types.SimpleNamespace(
             Event=Event, Stream=types.SimpleNamespace(null=types.SimpleNamespace(synchronize=lambda: None)),
             get_elapsed_time=lambda start, end: 1000 * (end.seconds - start.seconds), runtime=runtime))

@@ -281,8 +281,10 @@ def test_the_kernel_source_run_on_the_cpu_equals_the_twin_bit_for_bit(emulated_s
         table, n_entries, n_groups, n_chunks, _ = sgd_cuda.build_table(items, state)
         assert all(flags & sgd_cuda.FLAG_VECTORIZED for i, flags in
                    enumerate(table[:n_entries * 56].view(sgd_cuda.TENSOR_ENTRY)["flags"]) if i != 6)
+        arguments = [emulated_sgd.to_device(value) if isinstance(value, np.ndarray) else value  # the table
+                     for value in sgd_cuda.kernel_arguments(table, n_entries, n_groups)]
         emulated_sgd.kernel(sgd_cuda.KERNEL_FOR_DTYPE[np.dtype(dtype)])(
-            (n_chunks,), (sgd_cuda.BLOCK_THREADS,), sgd_cuda.kernel_arguments(table, n_entries, n_groups))
+            (n_chunks,), (sgd_cuda.BLOCK_THREADS,), arguments)
         bits = np.uint32 if dtype == np.float32 else np.uint64  # compare bit patterns: -0.0 != 0.0
         for index, parameter in enumerate(parameters):
             message = f"parameter {index} of shape {parameter.shape}, step {step}"

@@ -130,12 +130,12 @@ def build(name=None, source=None):
     return library
 
 
-def _as_argument(position, value):
+def _as_argument(position, value, host_memory=False):
     """(kind, size, ctypes object) for one kernel argument, by CuPy's rules."""
     if value is None:
         return "p", 8, ctypes.c_uint64(0)
     if isinstance(value, np.ndarray):
-        if not on_device(value):
+        if not (host_memory or on_device(value)):
             raise TypeError(f"argument {position} is a host (NumPy) array of shape {value.shape}: a kernel takes "
                             f"device memory (copy it with device.xp.asarray)")
         if not value.flags.c_contiguous:
@@ -164,12 +164,15 @@ class EmulatedDevice:
     """The members a launcher module asks of its device (minigrad.kernels.Device), backed by the CPU emulator.
 
     ``workers``: OS threads that run blocks at once; ``switch_chance``: how often a
-    thread hands over to another at an emulated intrinsic between barriers.
+    thread hands over to another at an emulated intrinsic between barriers;
+    ``host_memory=True`` takes any NumPy array as device memory (for whole models,
+    whose tensors minigrad keeps in NumPy when no GPU is there).
     """
 
-    xp = DeviceNumPy()
+    _device_numpy = DeviceNumPy()
 
-    def __init__(self, name=None, multiprocessors=2, seed=0, source=None, workers=2, switch_chance=0.125):
+    def __init__(self, name=None, multiprocessors=2, seed=0, source=None, workers=2, switch_chance=0.125,
+                 host_memory=False):
         self.name = name or "source"
         self.library = ctypes.CDLL(str(build(name, source)))
         self.library.emu_launch.restype = ctypes.c_int
@@ -177,17 +180,23 @@ class EmulatedDevice:
         self.seed = seed
         self.workers = workers
         self.switch_chance = switch_chance
+        self.host_memory = host_memory
         self.launches = []  # kernel names, in order
-        self._tickets = self.xp.zeros(0, dtype=np.uint32)
+        self._tickets = self._device_numpy.zeros(0, dtype=np.uint32)
         self._seed_lock = threading.Lock()
+
+    @property
+    def xp(self):
+        """What a launcher makes arrays with: NumPy making device arrays (plain NumPy with host_memory)."""
+        return np if self.host_memory else self._device_numpy
 
     def holds(self, array):
         """True for an array the kernels can read: device memory."""
-        return on_device(array)
+        return isinstance(array, np.ndarray) and (self.host_memory or on_device(array))
 
     def tickets(self, count):
         if self._tickets.size < count:
-            self._tickets = self.xp.zeros(count, dtype=np.uint32)
+            self._tickets = self._device_numpy.zeros(count, dtype=np.uint32)
         return self._tickets
 
     def kernel(self, name):
@@ -197,7 +206,7 @@ class EmulatedDevice:
 
     def _launch(self, name, grid, block, args):
         try:
-            converted = [_as_argument(position, value) for position, value in enumerate(args)]
+            converted = [_as_argument(position, value, self.host_memory) for position, value in enumerate(args)]
         except TypeError as error:
             raise TypeError(f"emulator: {name}: {error}") from None
         pointers = (ctypes.c_void_p * len(args))(*[ctypes.cast(ctypes.pointer(item), ctypes.c_void_p)
