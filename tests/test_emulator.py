@@ -221,3 +221,21 @@ def test_threads_switch_between_barriers_at_random():
         runs[chance] = int((np.diff(log) != 0).sum()) + 1  # stretches of one thread
     assert runs[0.0] == 64  # without switches each thread runs from start to end
     assert runs[0.5] > 3 * 64
+
+
+def test_python_m_minigrad_emulate_checks_every_kernel_file_against_its_twin(capsys):
+    from minigrad import emulate
+    assert emulate.main([]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in printed] == ["batchnorm.cu", "prune.cu"]
+    assert printed[1].endswith("mask 0")
+    with pytest.raises(SystemExit):
+        emulate.main(["nonsense"])
+
+
+def test_emulate_puts_the_device_back():
+    from minigrad.emulator import emulate
+    before = selection.device
+    with emulate("prune") as device:
+        assert selection.device is device and isinstance(device, EmulatedDevice)
+    assert selection.device is before
