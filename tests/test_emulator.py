@@ -63,7 +63,7 @@ extern "C" __global__ void one_lane_per_block(int* out) {
 }
 extern "C" __global__ void worker_of_block(unsigned long long* workers) {
     if (threadIdx.x == 0) workers[blockIdx.x] = (unsigned long long)pthread_self();
-    for (int k = 0; k < 200; ++k) __ldcg(workers);  // some work, so that blocks overlap
+    usleep(2000);  // a block takes a while: the other worker starts before the first has done them all
 }
 // Each thread appends its index to a log eight times, with an intrinsic (a possible switch) in between.
 extern "C" __global__ void interleaving(int* log, int* length) {
@@ -89,7 +89,7 @@ def tickets():
 @pytest.fixture(scope="module")
 def warps():
     cuda_emulator.require_compiler()
-    return EmulatedDevice(source="#include <pthread.h>\n" + WARPS)
+    return EmulatedDevice(source="#include <pthread.h>\n#include <unistd.h>\n" + WARPS)
 
 
 def _sum_arguments(device, blocks=40):
@@ -214,7 +214,7 @@ def test_threads_switch_between_barriers_at_random():
     cuda_emulator.require_compiler()
     runs = {}
     for chance in (0.0, 0.5):
-        device = EmulatedDevice(source="#include <pthread.h>\n" + WARPS, switch_chance=chance)
+        device = EmulatedDevice(source="#include <pthread.h>\n#include <unistd.h>\n" + WARPS, switch_chance=chance)
         log, length = device.xp.zeros(64 * 8, dtype=np.int32), device.xp.zeros(1, dtype=np.int32)
         device.kernel("interleaving")((1,), (64,), (log, length))
         assert int(length[0]) == 64 * 8 and np.array_equal(np.bincount(log), [8] * 64)
