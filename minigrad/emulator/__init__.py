@@ -9,9 +9,13 @@ minigrad.emulate`` runs every kernel file against its NumPy twin.
 """
 import contextlib
 import importlib
+from pathlib import Path
 
 from .device import HEADER, EmulatedDevice, build
 from .memory import DeviceArray, on_device, to_device
+
+# A cut-down batch-norm statistics kernel for reading (docs/kernels.md and its exercise).
+WELFORD_DEMO = Path(__file__).resolve().with_name("welford_demo.cu")
 
 # The launcher module of each kernel file: the module whose ``device`` the emulator replaces.
 LAUNCHERS = {"batchnorm": "minigrad.nn.batchnorm_cuda", "prune": "minigrad.prune.selection"}
@@ -36,4 +40,4 @@ def emulate(name, **options):
         module.device = saved
 
 
-__all__ = ["EmulatedDevice", "DeviceArray", "HEADER", "LAUNCHERS", "build", "emulate", "on_device", "to_device"]
+__all__ = ["EmulatedDevice", "DeviceArray", "HEADER", "LAUNCHERS", "WELFORD_DEMO", "build", "emulate", "on_device", "to_device"]

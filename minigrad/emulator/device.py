@@ -182,6 +182,7 @@ class EmulatedDevice:
         self.switch_chance = switch_chance
         self.host_memory = host_memory
         self.launches = []  # kernel names, in order
+        self.after_launch = None  # a hook: called as after_launch(name, grid, block, args) after each launch
         self._tickets = self._device_numpy.zeros(0, dtype=np.uint32)
         self._seed_lock = threading.Lock()
 
@@ -230,6 +231,8 @@ class EmulatedDevice:
         if holds_tickets and tickets.any():
             raise AssertionError(f"emulator: {name} left tickets non-zero: {tickets.nonzero()[0][:10]}")
         self.launches.append(name)
+        if self.after_launch is not None:
+            self.after_launch(name, grid, block, args)
 
     @contextlib.contextmanager
     def _holding(self, name, tickets):
