@@ -6,7 +6,7 @@ block size; float4 and scalar variants; planar NCHW and rows (N, C) layouts;
 several blocks per channel). Two devices run the same checks:
 
 - "emulated": the kernels compiled with g++ and run on the CPU by
-  tests/cuda_emulator.h (threads as fibers, blocks in random order), so the
+  minigrad/emulator/cuda_emulator.h (threads as fibers, blocks in random order), so the
   launch geometry, argument types and the last-block merges are checked
   without a GPU;
 - "cuda": the real GPU (marker gpu; skipped without CUDA).

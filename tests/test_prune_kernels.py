@@ -11,7 +11,7 @@ masks that have already pruned entries, and k = 0, 1, 2, n/3, n/2, n - 1, n
 (n candidates). Two devices run the same checks:
 
 - "emulated": the kernels compiled with g++ and run on the CPU by
-  tests/cuda_emulator.h (threads as fibers, blocks in random order, argument
+  minigrad/emulator/cuda_emulator.h (threads as fibers, blocks in random order, argument
   types checked against the kernel's signature), so the launch geometry, the
   pointer lists and the shared-memory histogram are checked without a GPU;
 - "cuda": the real GPU (marker gpu; skipped without CUDA), with larger tensors.

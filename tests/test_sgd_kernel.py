@@ -2,7 +2,7 @@
 
 The first tests run on any machine: NVRTC compiles without a GPU; the table the
 host builds is checked on NumPy arrays; the kernel itself runs on the CPU
-through tests/cuda_emulator.h and must equal the twin bit for bit. The tests
+through minigrad/emulator/cuda_emulator.h and must equal the twin bit for bit. The tests
 marked ``gpu`` launch the fused update on random tensors of awkward sizes and
 compare it, element by element, with ``sgd_update_reference`` on the same inputs.
 """
@@ -243,7 +243,7 @@ def test_a_model_trains_the_same_on_the_gpu_and_the_cpu():
 # ----- the kernel's own source, run on the CPU ----------------------------------------
 @pytest.fixture(scope="module")
 def emulated_sgd():
-    """kernels/sgd.cu on the CPU (tests/cuda_emulator.h: g++, IEEE arithmetic without FMA contraction)."""
+    """kernels/sgd.cu on the CPU (minigrad/emulator/cuda_emulator.h: g++, IEEE arithmetic without FMA contraction)."""
     return cuda_emulator.EmulatedDevice("sgd")
 
 
