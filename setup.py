@@ -11,7 +11,7 @@ setup(
     # The CUDA sources live in kernels/ and ship inside the package as minigrad/_cuda/*.cu.
     package_dir={"minigrad._cuda": "kernels"},
     # The CPU emulator of the kernels (minigrad/emulator) compiles them against its header.
-    package_data={"minigrad._cuda": ["*.cu"], "minigrad.emulator": ["cuda_emulator.h", "*.cu"]},
+    package_data={"minigrad._cuda": ["*.cu"], "minigrad.emulator": ["*.h", "*.cu"]},
     install_requires=["numpy>=1.24"],
     extras_require={
         "gpu": ["cupy-cuda13x"],

@@ -29,7 +29,8 @@ def check(merge_source):
         assert np.array_equal(statistics[0], count), f"{where}: counts {statistics[0]} instead of {count}"
         np.testing.assert_allclose(statistics[1], mean, rtol=1e-5, err_msg=f"{where}: means")
         np.testing.assert_allclose(statistics[2], m2, rtol=1e-4, atol=1e-6, err_msg=f"{where}: M2")
-        merged = batchnorm.merge_statistics(*np.asarray(partials, np.float64).reshape(channels, chunks, 3).transpose(2, 1, 0))
+        per_block = np.asarray(partials, np.float64).reshape(channels, chunks, 3)
+        merged = batchnorm.merge_statistics(*per_block.transpose(2, 1, 0))
         np.testing.assert_allclose(statistics[2], merged[2], rtol=1e-4, atol=1e-6,
                                    err_msg=f"{where}: M2 differs from minigrad's Chan merge of the block partials")
 

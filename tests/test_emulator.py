@@ -183,7 +183,8 @@ def test_masked_shuffles_and_ballots_in_a_partial_warp(warps):
     sums = warps.xp.zeros(2, dtype=np.int32)
     with pytest.raises(RuntimeError, match=r"__shfl_down_sync with mask 0xffffffff in a warp of 16 lanes"):
         warps.kernel("warp_sum")((1,), (48,), (values, sums, np.uint32(0xffffffff), np.int32(32)))
-    warps.kernel("warp_sum")((1,), (32,), (values, sums, np.uint32(0xffffffff), np.int32(32)))  # whole warp: full mask is fine
+    # a whole warp: the full mask is fine
+    warps.kernel("warp_sum")((1,), (32,), (values, sums, np.uint32(0xffffffff), np.int32(32)))
     assert int(sums[0]) == sum(range(-20, 12))
     warps.kernel("warp_sum")((1,), (16,), (values, sums, np.uint32(0xffff), np.int32(16)))
     assert int(sums[0]) == sum(range(-20, -4))
@@ -239,3 +240,41 @@ def test_emulate_puts_the_device_back():
     with emulate("prune") as device:
         assert selection.device is device and isinstance(device, EmulatedDevice)
     assert selection.device is before
+
+
+MORE_INTRINSICS = r'''
+extern "C" __global__ void intrinsics(const unsigned int* values, unsigned int* out, const uchar4* bytes) {
+    const unsigned int value = values[threadIdx.x];
+    atomicMax(&out[0], value);
+    atomicMin(&out[1], value);
+    atomicCAS(&out[2], 0u, threadIdx.x + 1);  // only the first thread to come swaps
+    atomicOr(&out[3], 1u << (threadIdx.x % 32));
+    int odd = __syncthreads_count(value % 2);
+    unsigned int xor_sum = value;
+    for (int mask = 16; mask > 0; mask >>= 1) xor_sum += __shfl_xor_sync(0xffffffffu, xor_sum, mask);
+    uchar4 b = bytes[threadIdx.x];
+    if (threadIdx.x == 0) {
+        out[4] = odd;
+        out[5] = xor_sum;
+        out[6] = __popc(value) + __clz(value) + __ffs(value);
+        out[7] = __brev(1u);
+        out[8] = b.x + b.y + b.z + b.w;
+    }
+}
+'''
+
+
+def test_more_intrinsics_a_rewrite_may_use():
+    cuda_emulator.require_compiler()
+    device = EmulatedDevice(source=MORE_INTRINSICS)
+    values = device.xp.asarray((np.arange(64) * 37 + 5) % 101, dtype=np.uint32)
+    out = device.xp.asarray([0, 2 ** 32 - 1, 0, 0, 0, 0, 0, 0, 0], dtype=np.uint32)
+    bytes_ = device.xp.asarray(np.arange(256) % 7, dtype=np.uint8)
+    device.kernel("intrinsics")((1,), (64,), (values, out, bytes_))
+    host = np.asarray(values)
+    first = int(host[0])
+    assert out.tolist()[:2] == [host.max(), host.min()]
+    assert 1 <= int(out[2]) <= 64 and int(out[3]) == 0xffffffff
+    assert int(out[4]) == int((host % 2).sum()) and int(out[5]) == int(host[:32].sum())
+    assert int(out[6]) == bin(first).count("1") + (32 - first.bit_length()) + (first & -first).bit_length()
+    assert int(out[7]) == 0x80000000 and int(out[8]) == 0 + 1 + 2 + 3

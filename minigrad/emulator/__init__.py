@@ -40,4 +40,5 @@ def emulate(name, **options):
         module.device = saved
 
 
-__all__ = ["EmulatedDevice", "DeviceArray", "HEADER", "LAUNCHERS", "WELFORD_DEMO", "build", "emulate", "on_device", "to_device"]
+__all__ = ["EmulatedDevice", "DeviceArray", "HEADER", "LAUNCHERS", "WELFORD_DEMO", "build", "emulate", "on_device",
+           "to_device"]

@@ -36,10 +36,12 @@
 // - The float precision of special functions (sqrtf is exact here). Arithmetic
 //   is IEEE, one rounding per operation (-ffp-contract=off: no FMA).
 //
-// Supported: what kernels/*.cu use (1-3-D blocks, 3-D grids, __shared__ arrays,
-// warp collectives with masks, atomicAdd on shared and global int, unsigned int,
-// unsigned long long, float and double, float4, double2, __float_as_uint, the _rn
-// arithmetic intrinsics, __ldcg).
+// Supported (cuda_emulator_api.h): 1-3-D blocks and grids, __shared__ arrays (not
+// extern __shared__), warp collectives with masks, __syncthreads_count/_or/_and,
+// atomicAdd on int, unsigned int, unsigned long long, float and double, atomicMax,
+// Min, Exch, CAS, Or, And on the integer types, atomicSub, atomicInc, float2/4,
+// double2, uchar4, int4, uint4, __float_as_uint, __popc, __clz, __ffs, __brev, the
+// _rn arithmetic intrinsics, rsqrtf, cache-hinted loads and stores (__ldg, __ldcg, ...).
 #pragma once
 #include <ucontext.h>
 
@@ -72,6 +74,21 @@ inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z,
 struct alignas(16) double2 {
     double x, y;
 };
+struct alignas(8) float2 {
+    float x, y;
+};
+struct alignas(4) uchar4 {
+    unsigned char x, y, z, w;
+};
+struct alignas(16) int4 {
+    int x, y, z, w;
+};
+struct alignas(16) uint4 {
+    unsigned int x, y, z, w;
+};
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline double2 make_double2(double x, double y) { return {x, y}; }
+inline uchar4 make_uchar4(unsigned char x, unsigned char y, unsigned char z, unsigned char w) { return {x, y, z, w}; }
 
 namespace emu {
 
@@ -319,160 +336,7 @@ inline void launch(dim3 grid, dim3 block, unsigned int seed, int workers, uintpt
     if (!state.failure.empty()) throw std::runtime_error(state.failure);
 }
 
-// ----- warp collectives -------------------------------------------------------------
-inline int lane() { return worker->current->linear % 32; }
-inline Warp& my_warp() { return worker->warps[worker->current->linear / 32]; }
-
-inline std::string hex(unsigned int mask) {
-    char text[16];
-    std::snprintf(text, sizeof text, "0x%08x", mask);
-    return text;
-}
-
-// Check the mask and meet the other lanes it names.
-inline void warp_meet(unsigned int mask, const char* what) {
-    Warp& warp = my_warp();
-    const unsigned int existing = warp.lanes == 32 ? 0xffffffffu : (1u << warp.lanes) - 1u;
-    if (mask & ~existing)
-        throw std::runtime_error(std::string(what) + " with mask " + hex(mask) + " in a warp of " + std::to_string(warp.lanes) + " lanes: the mask names lanes that do not exist");
-    if (!(mask >> lane() & 1u)) throw std::runtime_error(std::string(what) + " by a lane its mask leaves out");
-    Barrier& barrier = warp.barriers[mask];
-    barrier.expected = __builtin_popcount(mask);
-    wait(barrier);
-}
-
-template <class T>
-T exchange(unsigned int mask, T value, int source, const char* what) {
-    static_assert(sizeof(T) <= 8, "shuffle of a value wider than 8 bytes");
-    Warp& warp = my_warp();
-    uint64_t bits = 0;
-    std::memcpy(&bits, &value, sizeof(T));
-    warp.slots[lane()] = bits;
-    warp_meet(mask, what);
-    T result = value;
-    if (source >= 0 && source < 32) {
-        if (!(mask >> source & 1u))
-            throw std::runtime_error(std::string(what) + " reads lane " + std::to_string(source) + ", outside its mask");
-        std::memcpy(&result, &warp.slots[source], sizeof(T));
-    }
-    warp_meet(mask, what);
-    return result;
-}
-
-// The lane a shuffle reads within segments of `width` lanes; -1: keep the own value.
-inline int segment_lane(int base, int offset, int width, bool clamp) {
-    const int own = lane(), start = own - own % width, target = base + offset;
-    if (target < start || target >= start + width) return clamp ? -1 : start + ((target - start) % width + width) % width;
-    return target;
-}
-
-// ----- atomics ----------------------------------------------------------------------
-inline void check_ticket(const void* address) {
-    const uintptr_t at = reinterpret_cast<uintptr_t>(address);
-    if (at < worker->launch->tickets_begin || at >= worker->launch->tickets_end) return;
-    if (!worker->current->fenced)
-        throw std::runtime_error("atomic on a ticket without a __threadfence before it: the block that arrives "
-                                 "last may read this block's results before they are visible");
-    worker->current->fenced = false;
-}
-
-template <class T>
-T atomic_add(T* address, T value) {
-    check_ticket(address);
-    T old;
-    if constexpr (std::is_integral_v<T>) {
-        old = __atomic_fetch_add(address, value, __ATOMIC_SEQ_CST);
-    } else {
-        __atomic_load(address, &old, __ATOMIC_RELAXED);
-        T sum;
-        do sum = old + value;
-        while (!__atomic_compare_exchange(address, &old, &sum, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
-    }
-    yield();
-    return old;
-}
-
 }  // namespace emu
 
-#define __global__
-#define __device__
-#define __host__
-#define __forceinline__ inline
-#define __launch_bounds__(...)
-#define __restrict__ __restrict
-#define __shared__ static thread_local
-#define threadIdx (emu::worker->current->thread)
-#define blockIdx (emu::worker->block_index)
-#define blockDim (emu::worker->launch->block)
-#define gridDim (emu::worker->launch->grid)
-#define warpSize 32
-
-inline void __syncthreads() { emu::wait(emu::worker->block_barrier); }
-inline void __threadfence() {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    emu::worker->current->fenced = true;
-    emu::yield();
-}
-inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-inline void __syncwarp(unsigned int mask = 0xffffffffu) { emu::warp_meet(mask, "__syncwarp"); }
-inline unsigned int __ballot_sync(unsigned int mask, int predicate) {
-    emu::Warp& warp = emu::my_warp();
-    warp.slots[emu::lane()] = predicate != 0;
-    emu::warp_meet(mask, "__ballot_sync");
-    unsigned int bits = 0;
-    for (int l = 0; l < 32; ++l)
-        if ((mask >> l & 1u) && warp.slots[l]) bits |= 1u << l;
-    emu::warp_meet(mask, "__ballot_sync");
-    return bits;
-}
-inline int __any_sync(unsigned int mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
-inline int __all_sync(unsigned int mask, int predicate) { return __ballot_sync(mask, predicate) == mask; }
-template <class T>
-T __shfl_sync(unsigned int mask, T value, int source, int width = 32) {
-    const int own = emu::lane();
-    return emu::exchange(mask, value, own - own % width + ((source % width) + width) % width, "__shfl_sync");
-}
-template <class T>
-T __shfl_down_sync(unsigned int mask, T value, unsigned int delta, int width = 32) {
-    return emu::exchange(mask, value, emu::segment_lane(emu::lane(), (int)delta, width, true), "__shfl_down_sync");
-}
-template <class T>
-T __shfl_up_sync(unsigned int mask, T value, unsigned int delta, int width = 32) {
-    return emu::exchange(mask, value, emu::segment_lane(emu::lane(), -(int)delta, width, true), "__shfl_up_sync");
-}
-template <class T>
-T __shfl_xor_sync(unsigned int mask, T value, int lane_mask, int width = 32) {
-    return emu::exchange(mask, value, emu::segment_lane(emu::lane() ^ lane_mask, 0, width, false), "__shfl_xor_sync");
-}
-// Overloads, not a template, so that arguments convert as they do in CUDA (atomicAdd(float*, 1.0) is a float add).
-inline int atomicAdd(int* address, int value) { return emu::atomic_add(address, value); }
-inline unsigned int atomicAdd(unsigned int* address, unsigned int value) { return emu::atomic_add(address, value); }
-inline unsigned long long atomicAdd(unsigned long long* address, unsigned long long value) {
-    return emu::atomic_add(address, value);
-}
-inline float atomicAdd(float* address, float value) { return emu::atomic_add(address, value); }
-inline double atomicAdd(double* address, double value) { return emu::atomic_add(address, value); }
-inline unsigned int __float_as_uint(float value) {
-    unsigned int bits;
-    std::memcpy(&bits, &value, sizeof bits);
-    return bits;
-}
-inline float __uint_as_float(unsigned int bits) {
-    float value;
-    std::memcpy(&value, &bits, sizeof value);
-    return value;
-}
-template <class T>
-T __ldcg(const T* address) {
-    emu::maybe_yield();
-    return *address;
-}
-// Correctly rounded single operations (compiled with -ffp-contract=off, so nothing fuses them).
-inline float __fmul_rn(float a, float b) { return emu::maybe_yield(), a * b; }
-inline float __fadd_rn(float a, float b) { return emu::maybe_yield(), a + b; }
-inline float __fsub_rn(float a, float b) { return emu::maybe_yield(), a - b; }
-inline double __dmul_rn(double a, double b) { return emu::maybe_yield(), a * b; }
-inline double __dadd_rn(double a, double b) { return emu::maybe_yield(), a + b; }
-inline double __dsub_rn(double a, double b) { return emu::maybe_yield(), a - b; }
-inline long long min(long long a, long long b) { return a < b ? a : b; }
-inline long long max(long long a, long long b) { return a > b ? a : b; }
+// What kernels see: CUDA's keywords, built-in variables and intrinsics.
+#include "cuda_emulator_api.h"

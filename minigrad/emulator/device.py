@@ -104,7 +104,8 @@ def build(name=None, source=None):
         raise RuntimeError("emulator: the CUDA emulator needs g++ (`make data` installs it as root; "
                            "or apt-get install g++)")
     text = kernels.source(name) if source is None else source
-    digest = hashlib.sha256(text.encode() + HEADER.read_bytes() + DRIVER.encode()
+    headers = b"".join(path.read_bytes() for path in sorted(HERE.glob("*.h")))
+    digest = hashlib.sha256(text.encode() + headers + DRIVER.encode()
                             + " ".join(COMPILE_FLAGS).encode()).hexdigest()[:16]
     library = _cache_folder() / f"{name or 'source'}-{digest}.so"
     if library.exists():
