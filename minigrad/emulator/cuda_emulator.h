@@ -5,7 +5,8 @@
 //   random permutation of the grid, so "last block to arrive" logic meets real
 //   interleavings and real atomics. Global atomics are atomic read-modify-writes
 //   (sequentially consistent); __threadfence is std::atomic_thread_fence.
-// - A block's threads are fibers (ucontext) on its worker. They switch at every
+// - A block's threads are fibers on its worker (a few instructions swap stacks on
+//   x86-64; ucontext elsewhere). They switch at every
 //   barrier, shuffle, atomic and fence, and at random (seeded) at the emulated
 //   intrinsics in between (__ldcg, the _rn arithmetic), visiting the fibers in a
 //   random order each round. A kernel whose threads do not all reach a barrier is
@@ -21,7 +22,8 @@
 //   __threadfence in the same thread (since its previous ticket): otherwise the
 //   block that arrives last could read partial results not yet visible.
 // - Limits are checked: at most 1024 threads per block, grid.y and grid.z at
-//   most 65535.
+//   most 65535. (In Python, minigrad/emulator/device.py: a pointer argument must be
+//   device memory, and two launches in flight may not share a ticket buffer.)
 //
 // What it cannot show:
 // - Concurrency between blocks beyond what the host's threads give (two workers
