@@ -16,11 +16,13 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-# Real Fashion-MNIST from Debian's package, and Graphviz for graph pictures (as root, when
-# missing); elsewhere train.py downloads the data and mg.viz.to_dot still gives DOT text.
+# Real Fashion-MNIST from Debian's package, Graphviz for graph pictures, and g++ for the CUDA
+# emulator (as root, when missing); elsewhere train.py downloads the data, mg.viz.to_dot still
+# gives DOT text, and the emulator asks for g++.
 data:
 	@missing=""; [ -d $(DATA) ] || missing="dataset-fashion-mnist"; \
 	command -v dot >/dev/null || missing="$$missing graphviz"; \
+	command -v g++ >/dev/null || missing="$$missing g++"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -q && apt-get install -y -q $$missing; fi
 

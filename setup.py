@@ -10,7 +10,8 @@ setup(
     packages=find_packages(include=["minigrad", "minigrad.*"]) + ["minigrad._cuda"],
     # The CUDA sources live in kernels/ and ship inside the package as minigrad/_cuda/*.cu.
     package_dir={"minigrad._cuda": "kernels"},
-    package_data={"minigrad._cuda": ["*.cu"]},
+    # The CPU emulator of the kernels (minigrad/emulator) compiles them against its header.
+    package_data={"minigrad._cuda": ["*.cu"], "minigrad.emulator": ["*.h", "*.cu"]},
     install_requires=["numpy>=1.24"],
     extras_require={
         "gpu": ["cupy-cuda13x"],

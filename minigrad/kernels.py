@@ -5,7 +5,7 @@
 ``compile_for("sgd", "sm_90")`` compiles the same source to a cubin without a
 GPU, which is how the CPU test suite checks every kernel builds.
 ``Device("prune")`` is what a launcher module launches through; the tests put
-tests/cuda_emulator.py's CPU stand-in in its place.
+minigrad.emulator's CPU stand-in in its place.
 """
 import functools
 from pathlib import Path
@@ -63,7 +63,7 @@ class Device:
     A launcher module makes its arrays with ``device.xp``, asks ``device.holds``
     whether the kernels can take an array, and launches with
     ``device.kernel(kernel)(grid, block, args)``; the tests swap in
-    tests/cuda_emulator.EmulatedDevice, which has the same members and runs the
+    minigrad.emulator.EmulatedDevice, which has the same members and runs the
     same kernels on the CPU.
     """
 

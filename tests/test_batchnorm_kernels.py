@@ -6,7 +6,7 @@ block size; float4 and scalar variants; planar NCHW and rows (N, C) layouts;
 several blocks per channel). Two devices run the same checks:
 
 - "emulated": the kernels compiled with g++ and run on the CPU by
-  tests/cuda_emulator.h (threads as fibers, blocks in random order), so the
+  minigrad/emulator/cuda_emulator.h (threads as fibers, blocks in random order), so the
   launch geometry, argument types and the last-block merges are checked
   without a GPU;
 - "cuda": the real GPU (marker gpu; skipped without CUDA).
@@ -143,7 +143,7 @@ def test_long_chunks_walk_four_values_at_a_time(monkeypatch, rng):
 def test_a_channel_spread_over_many_blocks_is_merged_once(monkeypatch, rng):
     emulated = _Emulated(monkeypatch)
     x, _, vectors = _inputs(rng, (40, 3, 9, 9))
-    running_mean = vectors["running_mean"].copy()
+    running_mean = emulated.to_device(vectors["running_mean"])
     batchnorm_cuda.training_statistics(x, running_mean, None, 0.5, 1e-5)
     layout = batchnorm_cuda._Layout(x.shape, (x,))
     assert layout.chunks > 8 and layout.grid == (3 * layout.chunks,)
@@ -158,6 +158,8 @@ def test_layer_runs_on_the_kernels(device, rng):
         kernel_layer, numpy_layer = layer_class(shape[1]), layer_class(shape[1])
         if isinstance(device, _Cuda):
             kernel_layer.to("cuda")
+        else:  # the layer's tensors stay NumPy arrays: the emulator takes them as device memory
+            device.device.host_memory = True
         for training in (True, False):
             kernel_layer.train(training), numpy_layer.train(training)
             outputs = []
@@ -190,7 +192,7 @@ def test_gpu_benchmark_runs_end_to_end_on_the_emulator(monkeypatch, tmp_path):
     import types
     from pathlib import Path
 
-    _Emulated(monkeypatch)
+    xp = _Emulated(monkeypatch).device.xp
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_batchnorm.py"
     spec = importlib.util.spec_from_file_location("bench_batchnorm", path)
     bench = importlib.util.module_from_spec(spec)
@@ -205,7 +207,7 @@ def test_gpu_benchmark_runs_end_to_end_on_the_emulator(monkeypatch, tmp_path):
                                     memcpyAsync=lambda target, source, size, kind, stream:
                                     ctypes.memmove(target, source, size))
     fake_cupy = types.SimpleNamespace(
-        __version__="emulated", ones=np.ones, zeros=np.zeros, empty_like=np.empty_like, asarray=np.asarray,
+        __version__="emulated", ones=xp.ones, zeros=xp.zeros, empty_like=xp.empty_like, asarray=xp.asarray,
         asnumpy=np.asarray, cuda=types.SimpleNamespace(
             Event=Event, Stream=types.SimpleNamespace(null=types.SimpleNamespace(synchronize=lambda: None)),
             get_elapsed_time=lambda start, end: 1000 * (end.seconds - start.seconds), runtime=runtime))

@@ -11,7 +11,7 @@ masks that have already pruned entries, and k = 0, 1, 2, n/3, n/2, n - 1, n
 (n candidates). Two devices run the same checks:
 
 - "emulated": the kernels compiled with g++ and run on the CPU by
-  tests/cuda_emulator.h (threads as fibers, blocks in random order, argument
+  minigrad/emulator/cuda_emulator.h (threads as fibers, blocks in random order, argument
   types checked against the kernel's signature), so the launch geometry, the
   pointer lists and the shared-memory histogram are checked without a GPU;
 - "cuda": the real GPU (marker gpu; skipped without CUDA), with larger tensors.
@@ -127,8 +127,8 @@ def test_few_blocks_walk_their_tensor_in_grid_strides(monkeypatch, rng):
 
 def test_one_select_is_eight_launches_and_k_zero_launches_none(monkeypatch, rng):
     emulated = _Emulated(monkeypatch)
-    values = [rng.normal(size=size).astype(np.float32) for size in (300, 20)]
-    masks = [np.ones_like(value) for value in values]
+    values = [emulated.to_device(rng.normal(size=size).astype(np.float32)) for size in (300, 20)]
+    masks = [np.ones_like(value) for value in values]  # device arrays too (like values)
     selection.prune_smallest(values, masks, 0)
     assert emulated.device.launches == []
     selection.prune_smallest(values, masks, 17)
@@ -164,6 +164,8 @@ def test_pruning_a_model_on_the_kernels_matches_the_numpy_twins(device):
         expected = _prune_in_every_way(twin_model)
     if isinstance(device, _Cuda):
         kernel_model.to("cuda")
+    else:  # the model's tensors stay NumPy arrays: the emulator takes them as device memory
+        device.device.host_memory = True
     mg.manual_seed(4)
     got = _prune_in_every_way(kernel_model)
     if isinstance(device, _Emulated):  # three selects (global, l1, random; ln ranks float64 norms), a threshold

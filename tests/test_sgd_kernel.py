@@ -2,7 +2,7 @@
 
 The first tests run on any machine: NVRTC compiles without a GPU; the table the
 host builds is checked on NumPy arrays; the kernel itself runs on the CPU
-through tests/cuda_emulator.h and must equal the twin bit for bit. The tests
+through minigrad/emulator/cuda_emulator.h and must equal the twin bit for bit. The tests
 marked ``gpu`` launch the fused update on random tensors of awkward sizes and
 compare it, element by element, with ``sgd_update_reference`` on the same inputs.
 """
@@ -243,7 +243,7 @@ def test_a_model_trains_the_same_on_the_gpu_and_the_cpu():
 # ----- the kernel's own source, run on the CPU ----------------------------------------
 @pytest.fixture(scope="module")
 def emulated_sgd():
-    """kernels/sgd.cu on the CPU (tests/cuda_emulator.h: g++, IEEE arithmetic without FMA contraction)."""
+    """kernels/sgd.cu on the CPU (minigrad/emulator/cuda_emulator.h: g++, IEEE arithmetic without FMA contraction)."""
     return cuda_emulator.EmulatedDevice("sgd")
 
 
@@ -281,8 +281,10 @@ def test_the_kernel_source_run_on_the_cpu_equals_the_twin_bit_for_bit(emulated_s
         table, n_entries, n_groups, n_chunks, _ = sgd_cuda.build_table(items, state)
         assert all(flags & sgd_cuda.FLAG_VECTORIZED for i, flags in
                    enumerate(table[:n_entries * 56].view(sgd_cuda.TENSOR_ENTRY)["flags"]) if i != 6)
+        arguments = [emulated_sgd.to_device(value) if isinstance(value, np.ndarray) else value  # the table
+                     for value in sgd_cuda.kernel_arguments(table, n_entries, n_groups)]
         emulated_sgd.kernel(sgd_cuda.KERNEL_FOR_DTYPE[np.dtype(dtype)])(
-            (n_chunks,), (sgd_cuda.BLOCK_THREADS,), sgd_cuda.kernel_arguments(table, n_entries, n_groups))
+            (n_chunks,), (sgd_cuda.BLOCK_THREADS,), arguments)
         bits = np.uint32 if dtype == np.float32 else np.uint64  # compare bit patterns: -0.0 != 0.0
         for index, parameter in enumerate(parameters):
             message = f"parameter {index} of shape {parameter.shape}, step {step}"
