@@ -7,8 +7,7 @@ momentum 0.9), batches of 50, 2 seeds; test accuracy on 2,000 test images.
 1. train dense for 4 epochs; then, for each sparsity, prune globally (the k smallest
    |w| of all three weight matrices) and retrain 2 epochs with the mask held. The
    dense control trains the same 2 epochs more without pruning.
-2. the threshold rule w = 0 where |w| < eps (``mg.prune.threshold``, ``train.py
-   --prune-threshold``) on the dense model, for a few eps: the sparsity it gives is
+2. the threshold rule w = 0 where |w| < eps (``mg.prune.threshold``) on the dense model, for a few eps: the sparsity it gives is
    whatever the weights make it, per layer; the k-smallest rule asks for a sparsity.
 3. time of one forward pass over the test images, dense against 90% pruned (the
    same dense matrix products, with zeros), and the compacted model.
