@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import matplotlib  # noqa: E402
 
@@ -42,7 +40,7 @@ def mlp(hidden=100, batch_norm=False, seed=0):
 
 
 def train_epoch(model, loader, optimizer, after_step=None):
-    """One pass over ``loader``; the mean training loss (nan once it diverged)."""
+    """One pass over ``loader``, calling ``after_step()`` after each step; the loss of each batch."""
     model.train()
     losses = []
     for images, labels in loader:
@@ -53,7 +51,7 @@ def train_epoch(model, loader, optimizer, after_step=None):
         if after_step is not None:
             after_step()
         losses.append(float(loss.item()))
-    return float(np.mean(losses))
+    return losses
 
 
 def accuracy(model, images, labels, train_mode=False, batch_size=None):

@@ -53,7 +53,7 @@ def run(name, train, test_images, test_labels, seed):
         rates.append(optimizer.param_groups[0]["lr"])
         schedule.step()
     for epoch in range(EPOCHS):
-        loss = train_epoch(model, loader, optimizer, after_step)
+        loss = float(np.mean(train_epoch(model, loader, optimizer, after_step)))
         accuracies.append(accuracy(model, test_images, test_labels))
     return rates, accuracies, loss
 

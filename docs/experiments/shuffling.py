@@ -12,7 +12,7 @@ step of the last epoch (seed 0).
 import numpy as np
 
 import minigrad as mg
-from common import Stopwatch, accuracy, fashion_mnist, mlp, plt, print_table, save
+from common import Stopwatch, accuracy, fashion_mnist, mlp, plt, print_table, save, train_epoch
 
 EPOCHS, SEEDS = 8, (0, 1, 2)
 
@@ -31,15 +31,9 @@ def run(order, dataset, test_images, test_labels, seed):
     model = mlp(seed=seed)
     optimizer = mg.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loader = loader_for(order, dataset, seed)
-    accuracies, last_losses = [], []
+    accuracies = []
     for epoch in range(EPOCHS):
-        last_losses = []
-        for images, labels in loader:
-            loss = mg.functional.cross_entropy(model(images), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            last_losses.append(float(loss.item()))
+        last_losses = train_epoch(model, loader, optimizer)
         accuracies.append(accuracy(model, test_images, test_labels))
     return accuracies, last_losses
 
