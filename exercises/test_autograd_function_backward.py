@@ -16,7 +16,9 @@ def as_function(solution):
             self.x, self.y = x, solution.forward(x)
             return self.y
 
-        def backward(self, grad):
+        def backward(self, grad):  # the incoming gradient may be an array or a Tensor
+            if isinstance(grad, mg.Tensor):
+                return mg.tensor(solution.backward(self.x, self.y, grad.data))
             return solution.backward(self.x, self.y, grad)
     return Tanh
 
