@@ -314,3 +314,18 @@ def test_the_index_lists_every_chapter():
 
 def test_the_graph_picture_is_a_png():
     assert (DOCS / "mlp_graph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+EXPERIMENTS = sorted(path for path in (DOCS / "experiments").glob("*.py") if path.stem != "common")
+
+
+def test_each_experiment_compiles_and_its_figure_is_committed_and_shown():
+    """The experiments take a minute each, so the suite does not run them; it checks what it can."""
+    assert len(EXPERIMENTS) >= 5
+    shown = "".join(path.read_text() for path in CHAPTERS)
+    for script in EXPERIMENTS:
+        compile(script.read_text(), str(script), "exec")
+        figure = script.with_suffix(".png")
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{figure.name} is missing or not a PNG"
+        assert f"(experiments/{figure.name})" in shown, f"no chapter shows docs/experiments/{figure.name}"
+        assert f"docs/experiments/{script.name}" in shown, f"no chapter says how to run {script.name}"
