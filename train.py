@@ -220,6 +220,134 @@ def restore_pruning_structure(model, model_state):
 
 
 # ----- the run ----------------------------------------------------------------------------
+class Run:
+    """Everything one training run holds: data, model, optimizer, schedule and progress so far."""
+
+    def __init__(self, args, device, rank, world_size):
+        self.args, self.device, self.rank, self.world_size = args, device, rank, world_size
+        self.main_process = rank == 0
+        self.say = functools.partial(print, flush=True) if self.main_process else (lambda *a, **k: None)
+        self.start_epoch, self.batches_done, self.step, self.history, self.partial = 0, 0, 0, [], None
+
+    def checkpoint_state(self, epoch, done, running):
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "pruner": self.pruner.state_dict() if self.pruner is not None else None,
+                "rng": mg.random.get_rng_state(), "epoch": epoch, "batches_done": done, "step": self.step,
+                "history": self.history, "partial": running, "args": vars(self.args)}
+
+
+def build(args, device, rank, world_size):
+    """The run's data, loader, model, optimizer, schedule and pruner, resumed when asked."""
+    run = Run(args, device, rank, world_size)
+    mg.manual_seed(args.seed)
+    run.train_set, run.test_set = load_data(args, device)
+    run.per_rank_batch = args.batch_size // world_size
+    sampler = mg.data.DistributedSampler(run.train_set, num_replicas=world_size, rank=rank, shuffle=True,
+                                         seed=args.seed, drop_last=True)
+    run.loader = mg.data.DataLoader(run.train_set, batch_size=run.per_rank_batch, sampler=sampler, drop_last=True)
+    model = MODELS[args.model]().to(device)
+    if args.sync_bn:
+        model = dist.convert_sync_batchnorm(model)
+    run.model = model
+    # The optimizer is built before any pruning: pruning renames weight to weight_orig and
+    # moves it to the end of the module's parameters, and the optimizer's state is by position.
+    if args.optimizer == "sgd":
+        run.optimizer = mg.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+                                     nesterov=args.nesterov, weight_decay=args.weight_decay)
+    else:
+        run.optimizer = mg.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    run.scheduler = make_scheduler(args, run.optimizer)
+    run.steps_per_epoch = len(run.loader)
+    state = mg.load(checkpoint_path(args)) if args.resume else None
+    if state is not None:
+        restore_pruning_structure(model, state["model"])
+        model.load_state_dict(state["model"])
+    run.pruner = make_pruner(args, model, run.steps_per_epoch)
+    if state is not None:
+        restore(run, state)
+    run.trained = dist.DistributedDataParallel(model) if world_size > 1 else model
+    return run
+
+
+def restore(run, state):
+    """Continue a run from a checkpoint's optimizer, schedule, pruning, random state and progress."""
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.pruner is not None:
+        run.pruner.load_state_dict(state["pruner"])
+    mg.random.set_rng_state(state["rng"])
+    run.start_epoch, run.batches_done, run.step = state["epoch"], state["batches_done"], state["step"]
+    run.history, run.partial = state["history"], state["partial"]
+    run.say(f"resumed from {checkpoint_path(run.args)} at epoch {run.start_epoch + 1}, step {run.step}")
+
+
+def train_one_epoch(run, epoch, stop, progress):
+    """One pass over this rank's share of the training set; returns the running (loss sum, correct,
+    seen), or None when a stop was requested (a checkpoint at the last step is then written)."""
+    args, loader = run.args, run.loader
+    loader.set_epoch(epoch)
+    resumed = epoch == run.start_epoch
+    loss_sum, correct, seen = run.partial if (run.partial and resumed) else (0.0, 0.0, 0)
+    skip = run.batches_done if resumed else 0
+    epoch_started = time.perf_counter()
+    bar = progress(run.steps_per_epoch, f"epoch {epoch + 1}/{args.epochs}", skip)
+    for batch_index, (images, labels) in enumerate(loader):
+        if batch_index < skip:
+            continue  # a resumed epoch: the same order, continued where it stopped
+        run.optimizer.zero_grad()
+        logits = run.trained(images)
+        loss = mg.functional.cross_entropy(logits, labels)
+        loss.backward()
+        run.optimizer.step()
+        if run.pruner is not None:
+            run.pruner.step()
+        run.step += 1
+        loss_sum += loss.item() * len(labels)
+        correct += float((logits.argmax(axis=1) == labels).numpy().sum())
+        seen += len(labels)
+        if bar is not None:
+            rate = seen * run.world_size / max(time.perf_counter() - epoch_started, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                            lr=f"{run.optimizer.param_groups[0]['lr']:.4g}", samples_s=f"{rate:.0f}")
+        if stop.now(run.world_size):
+            if bar is not None:
+                bar.close()
+            if run.main_process:
+                save_checkpoint(args, run.checkpoint_state(epoch, batch_index + 1, [loss_sum, correct, seen]))
+            run.say(f"\ninterrupted: saved {checkpoint_path(args)} at epoch {epoch + 1}, step {run.step}; "
+                    f"continue with --resume")
+            return None
+    if bar is not None:
+        bar.close()
+    return loss_sum, correct, seen
+
+
+def end_epoch(run, epoch, totals, log, epoch_started, started):
+    """Reduce the epoch's totals over the ranks, step the schedule, evaluate, log and checkpoint."""
+    loss_sum, correct, seen = totals
+    args, optimizer = run.args, run.optimizer
+    train_loss = dist.all_reduce_sum(loss_sum) / dist.all_reduce_sum(float(seen))
+    train_accuracy = dist.all_reduce_sum(correct) / dist.all_reduce_sum(float(seen))
+    learning_rate = optimizer.param_groups[0]["lr"]
+    run.scheduler.step()
+    test_loss, test_accuracy = evaluate(run.model, run.test_set, 1000, run.rank, run.world_size)
+    record = {"epoch": epoch + 1, "step": run.step, "loss": train_loss, "accuracy": train_accuracy,
+              "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": learning_rate,
+              "sparsity": sparsity(run.model), "time": time.perf_counter() - started}
+    run.history.append(record)
+    run.say(f"epoch {epoch + 1:3d}/{args.epochs}  loss {train_loss:.4f}  acc {train_accuracy:.4f}  "
+            f"test loss {test_loss:.4f}  test acc {test_accuracy:.4f}  lr {learning_rate:.4g}  "
+            f"sparsity {record['sparsity']:.3f}  {time.perf_counter() - epoch_started:.1f}s")
+    if log is not None:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+    if run.main_process:
+        save_checkpoint(args, run.checkpoint_state(epoch + 1, 0, None))
+    run.partial, run.batches_done = None, 0
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -229,121 +357,28 @@ def main(argv=None):
     dist.init(device=device)
     rank, world_size = dist.get_rank(), dist.get_world_size()
     validate(args, parser, world_size)
-    main_process = rank == 0
-    say = functools.partial(print, flush=True) if main_process else (lambda *a, **k: None)
-
-    mg.manual_seed(args.seed)
-    train_set, test_set = load_data(args, device)
-    per_rank_batch = args.batch_size // world_size
-    sampler = mg.data.DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True,
-                                         seed=args.seed, drop_last=True)
-    loader = mg.data.DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, drop_last=True)
-
-    model = MODELS[args.model]().to(device)
-    if args.sync_bn:
-        model = dist.convert_sync_batchnorm(model)
-    # The optimizer is built before any pruning: pruning renames weight to weight_orig and
-    # moves it to the end of the module's parameters, and the optimizer's state is by position.
-    if args.optimizer == "sgd":
-        optimizer = mg.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
-                                 nesterov=args.nesterov, weight_decay=args.weight_decay)
-    else:
-        optimizer = mg.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = make_scheduler(args, optimizer)
-    steps_per_epoch = len(loader)
-    state = mg.load(checkpoint_path(args)) if args.resume else None
-    if state is not None:
-        restore_pruning_structure(model, state["model"])
-        model.load_state_dict(state["model"])
-    pruner = make_pruner(args, model, steps_per_epoch)
-    start_epoch, batches_done, step, history, partial = 0, 0, 0, [], None
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if pruner is not None:
-            pruner.load_state_dict(state["pruner"])
-        mg.random.set_rng_state(state["rng"])
-        start_epoch, batches_done, step = state["epoch"], state["batches_done"], state["step"]
-        history, partial = state["history"], state["partial"]
-        say(f"resumed from {checkpoint_path(args)} at epoch {start_epoch + 1}, step {step}")
-    trained = dist.DistributedDataParallel(model) if world_size > 1 else model
-
-    def checkpoint_state(epoch, done, running):
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "pruner": pruner.state_dict() if pruner is not None else None, "rng": mg.random.get_rng_state(),
-                "epoch": epoch, "batches_done": done, "step": step, "history": history, "partial": running,
-                "args": vars(args)}
-
-    say(f"minigrad {mg.__version__}: {args.model} on Fashion-MNIST ({len(train_set)} train, {len(test_set)} test), "
-        f"{device}, {world_size} rank(s), batch {args.batch_size} ({per_rank_batch} per rank), "
-        f"{args.optimizer} lr {args.lr}, schedule {args.schedule}")
-    log = open(args.log, "a") if (args.log and main_process) else None
+    run = build(args, device, rank, world_size)
+    run.say(f"minigrad {mg.__version__}: {args.model} on Fashion-MNIST ({len(run.train_set)} train, "
+            f"{len(run.test_set)} test), {device}, {world_size} rank(s), batch {args.batch_size} "
+            f"({run.per_rank_batch} per rank), {args.optimizer} lr {args.lr}, schedule {args.schedule}")
+    log = open(args.log, "a") if (args.log and run.main_process) else None
     stop = StopRequested()
-    progress = make_progress(args, main_process)
+    progress = make_progress(args, run.main_process)
     started = time.perf_counter()
-
-    for epoch in range(start_epoch, args.epochs):
-        loader.set_epoch(epoch)
-        loss_sum, correct, seen = partial if (partial and epoch == start_epoch) else (0.0, 0.0, 0)
-        skip = batches_done if epoch == start_epoch else 0
+    for epoch in range(run.start_epoch, args.epochs):
         epoch_started = time.perf_counter()
-        bar = progress(steps_per_epoch, f"epoch {epoch + 1}/{args.epochs}", skip)
-        for batch_index, (images, labels) in enumerate(loader):
-            if batch_index < skip:
-                continue  # a resumed epoch: the same order, continued where it stopped
-            optimizer.zero_grad()
-            logits = trained(images)
-            loss = mg.functional.cross_entropy(logits, labels)
-            loss.backward()
-            optimizer.step()
-            if pruner is not None:
-                pruner.step()
-            step += 1
-            loss_sum += loss.item() * len(labels)
-            correct += float((logits.argmax(axis=1) == labels).numpy().sum())
-            seen += len(labels)
-            if bar is not None:
-                rate = seen * world_size / max(time.perf_counter() - epoch_started, 1e-9)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
-                                lr=f"{optimizer.param_groups[0]['lr']:.4g}", samples_s=f"{rate:.0f}")
-            if stop.now(world_size):
-                if bar is not None:
-                    bar.close()
-                if main_process:
-                    save_checkpoint(args, checkpoint_state(epoch, batch_index + 1, [loss_sum, correct, seen]))
-                say(f"\ninterrupted: saved {checkpoint_path(args)} at epoch {epoch + 1}, step {step}; "
-                    f"continue with --resume")
-                return 130
-        if bar is not None:
-            bar.close()
-        train_loss = dist.all_reduce_sum(loss_sum) / dist.all_reduce_sum(float(seen))
-        train_accuracy = dist.all_reduce_sum(correct) / dist.all_reduce_sum(float(seen))
-        learning_rate = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        test_loss, test_accuracy = evaluate(model, test_set, 1000, rank, world_size)
-        record = {"epoch": epoch + 1, "step": step, "loss": train_loss, "accuracy": train_accuracy,
-                  "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": learning_rate,
-                  "sparsity": sparsity(model), "time": time.perf_counter() - started}
-        history.append(record)
-        say(f"epoch {epoch + 1:3d}/{args.epochs}  loss {train_loss:.4f}  acc {train_accuracy:.4f}  "
-            f"test loss {test_loss:.4f}  test acc {test_accuracy:.4f}  lr {learning_rate:.4g}  "
-            f"sparsity {record['sparsity']:.3f}  {time.perf_counter() - epoch_started:.1f}s")
-        if log is not None:
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-        if main_process:
-            save_checkpoint(args, checkpoint_state(epoch + 1, 0, None))
-        partial, batches_done = None, 0
-        if args.stop_after and epoch + 1 - start_epoch >= args.stop_after and epoch + 1 < args.epochs:
-            say(f"stopped after epoch {epoch + 1} (--stop-after); continue with --resume")
+        totals = train_one_epoch(run, epoch, stop, progress)
+        if totals is None:
+            return 130
+        end_epoch(run, epoch, totals, log, epoch_started, started)
+        if args.stop_after and epoch + 1 - run.start_epoch >= args.stop_after and epoch + 1 < args.epochs:
+            run.say(f"stopped after epoch {epoch + 1} (--stop-after); continue with --resume")
             break
-
-    if history:
-        say(f"done: test accuracy {history[-1]['test_accuracy']:.4f} after {args.epochs} epochs, "
-            f"{time.perf_counter() - started:.1f}s")
-    if args.plot and main_process:
-        plot(history, args.plot)
+    if run.history:
+        run.say(f"done: test accuracy {run.history[-1]['test_accuracy']:.4f} after {args.epochs} epochs, "
+                f"{time.perf_counter() - started:.1f}s")
+    if args.plot and run.main_process:
+        plot(run.history, args.plot)
     if log is not None:
         log.close()
     return 0
