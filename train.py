@@ -8,14 +8,21 @@ Each epoch shuffles the training set with a fresh permutation, steps the
 learning-rate schedule, optionally prunes, evaluates on the test set, and
 writes a checkpoint (rank 0 only, atomically). --resume continues from the
 last checkpoint and gives the same weights as a run that was never stopped;
-Ctrl-C saves a checkpoint at the last completed step and exits.
+Ctrl-C or SIGTERM saves a checkpoint at the last completed step and exits.
+
+A run never destroys another's work: it refuses a checkpoint folder that holds
+an earlier run's checkpoint (unless --resume or --overwrite) or that another
+run is using, and stops at the first non-finite loss without saving. A damaged
+file or a bad option is one line naming it (--debug or MINIGRAD_DEBUG=1 shows
+the traceback). Under mpirun the ranks compare their options before any work,
+and an error on any one rank ends the whole job.
 """
 import argparse
+import contextlib
 import functools
 import json
 import math
 import os
-import signal
 import sys
 import time
 
@@ -23,10 +30,19 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import distributed as dist
+from minigrad import run_guard
 from minigrad.models import MODELS
 from minigrad.optim import lr_scheduler
+from minigrad.run_guard import (RunError, Stopped, StopRequested, checkpoint_must_fit, first_nonfinite,
+                                lock_folder, settings_problem)
+from minigrad.serialization import CheckpointError, remove_unfinished_saves
 
 SCHEDULES = ("step", "multistep", "exponential", "invsqrt", "cosine", "none")
+# What may change between a run and its --resume: where files go and what is shown.
+CHANGEABLE_ON_RESUME = {"resume", "overwrite", "stop_after", "log", "plot", "no_progress", "checkpoint",
+                        "data_dir", "device", "debug"}
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "pruner", "rng", "epoch", "batches_done", "step",
+                   "history", "partial", "args")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -86,6 +102,10 @@ def build_parser():
     parser.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX files (default: Debian's, then the cache)")
     parser.add_argument("--checkpoint", default="checkpoints", help="folder for checkpoints (default: checkpoints)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh where --checkpoint holds an earlier run's checkpoint, replacing it")
+    parser.add_argument("--no-shuffle", action="store_true", help="keep the training set's order in every epoch")
+    parser.add_argument("--no-bn", action="store_true", help="--model cnn without its BatchNorm layers")
     parser.add_argument("--sync-bn", action="store_true", help="under mpirun: BatchNorm statistics over the global batch")
     parser.add_argument("--log", help="write JSON-lines metrics to this file")
     parser.add_argument("--plot", help="write a PNG of loss, accuracy, learning rate and sparsity to this file")
@@ -95,35 +115,93 @@ def build_parser():
                              "with --resume (splits a long run into jobs that fit a time limit)")
     parser.add_argument("--train-samples", type=positive(int), help="use only the first N training images (quick runs)")
     parser.add_argument("--test-samples", type=positive(int), help="use only the first N test images (quick runs)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or MINIGRAD_DEBUG=1)")
     return parser
 
 
-def validate(args, parser, world_size):
-    """Errors a user can fix, reported before any work starts (exit code 2)."""
-    if args.batch_size < world_size:
-        parser.error(f"--batch-size {args.batch_size} is smaller than the {world_size} ranks: each rank needs a sample")
-    if args.data_dir is not None and not os.path.isdir(args.data_dir):
-        parser.error(f"--data-dir {args.data_dir} is not a directory")
-    if args.resume and not os.path.exists(checkpoint_path(args)):
-        parser.error(f"--resume: no checkpoint at {checkpoint_path(args)}")
-    if args.nesterov and args.momentum == 0:
-        parser.error("--nesterov needs --momentum > 0")
-    if args.warmup >= args.epochs and args.warmup > 0:
-        parser.error(f"--warmup {args.warmup} must be shorter than --epochs {args.epochs}")
+def milestones_of(args):
+    return [int(m) for m in args.milestones.split(",") if m]
+
+
+def validate(args, world_size):
+    """The first error a user can fix in the options, as a sentence, or None."""
+    path = checkpoint_path(args)
     try:
-        [int(m) for m in args.milestones.split(",") if m]
+        milestones_of(args)
+        milestones = None
     except ValueError:
-        parser.error(f"--milestones must be comma-separated epochs, got {args.milestones!r}")
+        milestones = f"--milestones must be comma-separated epochs, got {args.milestones!r}"
+    even = args.batch_size - args.batch_size % world_size
+    checks = [
+        (args.batch_size < world_size,
+         f"--batch-size {args.batch_size} is smaller than the {world_size} ranks: each rank needs a sample"),
+        (args.batch_size % world_size, f"--batch-size {args.batch_size} does not split evenly over {world_size} "
+                                       f"ranks: use {even} or {even + world_size}"),
+        (args.data_dir is not None and not os.path.isdir(args.data_dir),
+         f"--data-dir {args.data_dir} is not a directory"),
+        (args.resume and args.overwrite, "--resume and --overwrite exclude each other"),
+        (args.resume and not os.path.exists(path), f"--resume: no checkpoint at {path}"),
+        (not (args.resume or args.overwrite) and os.path.exists(path),
+         f"{path} holds an earlier run's checkpoint: continue it with --resume, or replace it with --overwrite"),
+        (args.nesterov and args.momentum == 0, "--nesterov needs --momentum > 0"),
+        (args.warmup >= args.epochs and args.warmup > 0,
+         f"--warmup {args.warmup} must be shorter than --epochs {args.epochs}"),
+        (args.no_bn and args.model != "cnn", f"--no-bn applies to --model cnn, not {args.model}"),
+        (args.no_bn and args.sync_bn, "--no-bn and --sync-bn exclude each other"),
+        (milestones is not None, milestones),
+    ]
+    return next((message for failed, message in checks if failed), None)
 
 
 def checkpoint_path(args):
     return os.path.join(args.checkpoint, "last.npz")
 
 
+# ----- before any work: the ranks agree, the folder is ours, the checkpoint fits -------------
+def start_up(args, rank, world_size):
+    """Check the options on every rank together; lock the folder; return the state to resume or None.
+
+    Raises ``Stopped`` on every rank at once when any rank found a problem, so none waits.
+    """
+    options = {"--" + key.replace("_", "-"): value for key, value in vars(args).items()}
+    problem = dist.first_difference(options)
+    if problem is None:
+        mine = validate(args, world_size) or (lock_folder(args.checkpoint) if rank == 0 else None)
+        problem = dist.first_problem(mine)
+    if problem is not None:
+        raise Stopped(problem, 2)
+    if rank == 0:
+        removed = remove_unfinished_saves(args.checkpoint)
+        if removed:
+            print(f"removed {len(removed)} unfinished checkpoint write(s) from {args.checkpoint}", flush=True)
+    if not args.resume:
+        return None
+    state, mine = None, None
+    try:
+        state = mg.load(checkpoint_path(args))
+        mine = resume_problem(state, args)
+    except (CheckpointError, OSError) as error:
+        mine = run_guard.describe(error)
+    problem = dist.first_problem(mine)
+    if problem is not None:
+        raise Stopped(problem, 2)
+    return state
+
+
+def resume_problem(state, args):
+    """Why ``state`` cannot continue this run (not train.py's, other settings), or None."""
+    path = checkpoint_path(args)
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        return f"{path}: not a train.py checkpoint (no {missing[0]!r} entry)"
+    return settings_problem(path, state["args"], vars(args), CHANGEABLE_ON_RESUME)
+
+
 # ----- the pieces of a run ---------------------------------------------------------------
 def load_data(args, device):
-    train = mg.data.FashionMNIST(args.data_dir, train=True, normalize=True)
-    test = mg.data.FashionMNIST(args.data_dir, train=False, normalize=True)
+    download = args.data_dir is None  # a --data-dir without the files is an error, not a download
+    train = mg.data.FashionMNIST(args.data_dir, train=True, download=download, normalize=True)
+    test = mg.data.FashionMNIST(args.data_dir, train=False, download=download, normalize=True)
     if args.train_samples:
         train = mg.data.TensorDataset(train.data[:args.train_samples], train.targets[:args.train_samples])
     if args.test_samples:
@@ -131,8 +209,12 @@ def load_data(args, device):
     return train.to(device), test.to(device)
 
 
+def make_model(args):
+    return MODELS[args.model](batch_norm=False) if args.no_bn else MODELS[args.model]()
+
+
 def make_scheduler(args, optimizer):
-    milestones = [int(m) for m in args.milestones.split(",") if m]
+    milestones = milestones_of(args)
     decay_epochs = args.epochs - args.warmup
     schedules = {
         "step": lambda: lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma),
@@ -188,26 +270,22 @@ def evaluate(model, dataset, batch_size, rank, world_size):
     return loss_sum / len(dataset), correct / len(dataset)
 
 
-class StopRequested:
-    """Ctrl-C sets a flag; the loop stops after the step in progress, at a consistent state."""
-
-    def __init__(self):
-        self.requested = False
-        signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def now(self, world_size):
-        if world_size == 1:
-            return self.requested
-        return dist.all_reduce_sum(float(self.requested)) > 0  # every rank stops at the same step
-
-
 # ----- checkpoints ------------------------------------------------------------------------
-def save_checkpoint(args, state):
-    os.makedirs(args.checkpoint, exist_ok=True)
-    mg.save(state, checkpoint_path(args))
+def save_checkpoint(run, epoch, batches_done, running):
+    """Write the run's state (rank 0), never with non-finite weights; every rank checks its own."""
+    bad = first_nonfinite(run.model)
+    problem = dist.first_problem(f"{bad} holds NaN or Inf" if bad else None)
+    if problem is not None:
+        raise Stopped(f"{problem} after step {run.step}: training diverged; nothing was saved and the last "
+                      f"checkpoint is unchanged (try a smaller --lr)", 1)
+    if not run.main_process:
+        return
+    path = checkpoint_path(run.args)
+    try:
+        mg.save(run.checkpoint_state(epoch, batches_done, running), path)
+    except OSError as error:
+        raise RunError(f"cannot write {path}: {error.strerror or error}; the previous checkpoint is "
+                       f"unchanged") from error
 
 
 def restore_pruning_structure(model, model_state):
@@ -237,16 +315,16 @@ class Run:
                 "history": self.history, "partial": running, "args": vars(self.args)}
 
 
-def build(args, device, rank, world_size):
-    """The run's data, loader, model, optimizer, schedule and pruner, resumed when asked."""
+def build(args, device, rank, world_size, state=None):
+    """The run's data, loader, model, optimizer, schedule and pruner, continuing ``state`` if given."""
     run = Run(args, device, rank, world_size)
     mg.manual_seed(args.seed)
     run.train_set, run.test_set = load_data(args, device)
     run.per_rank_batch = args.batch_size // world_size
-    sampler = mg.data.DistributedSampler(run.train_set, num_replicas=world_size, rank=rank, shuffle=True,
-                                         seed=args.seed, drop_last=True)
+    sampler = mg.data.DistributedSampler(run.train_set, num_replicas=world_size, rank=rank,
+                                         shuffle=not args.no_shuffle, seed=args.seed, drop_last=True)
     run.loader = mg.data.DataLoader(run.train_set, batch_size=run.per_rank_batch, sampler=sampler, drop_last=True)
-    model = MODELS[args.model]().to(device)
+    model = make_model(args).to(device)
     if args.sync_bn:
         model = dist.convert_sync_batchnorm(model)
     run.model = model
@@ -259,13 +337,13 @@ def build(args, device, rank, world_size):
         run.optimizer = mg.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     run.scheduler = make_scheduler(args, run.optimizer)
     run.steps_per_epoch = len(run.loader)
-    state = mg.load(checkpoint_path(args)) if args.resume else None
-    if state is not None:
-        restore_pruning_structure(model, state["model"])
-        model.load_state_dict(state["model"])
-    run.pruner = make_pruner(args, model, run.steps_per_epoch)
-    if state is not None:
-        restore(run, state)
+    with checkpoint_must_fit(checkpoint_path(args)):
+        if state is not None:
+            restore_pruning_structure(model, state["model"])
+            model.load_state_dict(state["model"])
+        run.pruner = make_pruner(args, model, run.steps_per_epoch)
+        if state is not None:
+            restore(run, state)
     run.trained = dist.DistributedDataParallel(model) if world_size > 1 else model
     return run
 
@@ -277,8 +355,8 @@ def restore(run, state):
     if run.pruner is not None:
         run.pruner.load_state_dict(state["pruner"])
     mg.random.set_rng_state(state["rng"])
-    run.start_epoch, run.batches_done, run.step = state["epoch"], state["batches_done"], state["step"]
-    run.history, run.partial = state["history"], state["partial"]
+    run.start_epoch, run.batches_done, run.step = int(state["epoch"]), int(state["batches_done"]), int(state["step"])
+    run.history, run.partial = list(state["history"]), state["partial"]
     run.say(f"resumed from {checkpoint_path(run.args)} at epoch {run.start_epoch + 1}, step {run.step}")
 
 
@@ -288,39 +366,44 @@ def train_one_epoch(run, epoch, stop, progress):
     args, loader = run.args, run.loader
     loader.set_epoch(epoch)
     resumed = epoch == run.start_epoch
-    loss_sum, correct, seen = run.partial if (run.partial and resumed) else (0.0, 0.0, 0)
+    # A resumed epoch's totals so far are the sums over all ranks: rank 0 carries them.
+    loss_sum, correct, seen = run.partial if (run.partial and resumed and run.main_process) else (0.0, 0.0, 0)
     skip = run.batches_done if resumed else 0
     epoch_started = time.perf_counter()
     bar = progress(run.steps_per_epoch, f"epoch {epoch + 1}/{args.epochs}", skip)
-    for batch_index, (images, labels) in enumerate(loader):
-        if batch_index < skip:
-            continue  # a resumed epoch: the same order, continued where it stopped
-        run.optimizer.zero_grad()
-        logits = run.trained(images)
-        loss = mg.functional.cross_entropy(logits, labels)
-        loss.backward()
-        run.optimizer.step()
-        if run.pruner is not None:
-            run.pruner.step()
-        run.step += 1
-        loss_sum += loss.item() * len(labels)
-        correct += float((logits.argmax(axis=1) == labels).numpy().sum())
-        seen += len(labels)
-        if bar is not None:
-            rate = seen * run.world_size / max(time.perf_counter() - epoch_started, 1e-9)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
-                            lr=f"{run.optimizer.param_groups[0]['lr']:.4g}", samples_s=f"{rate:.0f}")
-        if stop.now(run.world_size):
+    with bar if bar is not None else contextlib.nullcontext():
+        for batch_index, (images, labels) in enumerate(loader):
+            if batch_index < skip:
+                continue  # a resumed epoch: the same order, continued where it stopped
+            run.optimizer.zero_grad()
+            logits = run.trained(images)
+            loss = mg.functional.cross_entropy(logits, labels)
+            loss.backward()
+            run.optimizer.step()
+            if run.pruner is not None:
+                run.pruner.step()
+            run.step += 1
+            loss_value = loss.item()
+            loss_sum += loss_value * len(labels)
+            correct += float((logits.argmax(axis=1) == labels).numpy().sum())
+            seen += len(labels)
             if bar is not None:
-                bar.close()
-            if run.main_process:
-                save_checkpoint(args, run.checkpoint_state(epoch, batch_index + 1, [loss_sum, correct, seen]))
-            run.say(f"\ninterrupted: saved {checkpoint_path(args)} at epoch {epoch + 1}, step {run.step}; "
-                    f"continue with --resume")
-            return None
-    if bar is not None:
-        bar.close()
+                rate = seen * run.world_size / max(time.perf_counter() - epoch_started, 1e-9)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                                lr=f"{run.optimizer.param_groups[0]['lr']:.4g}", samples_s=f"{rate:.0f}")
+            interrupted, diverged = stop.check(not math.isfinite(loss_value))
+            if diverged:
+                raise Stopped(f"the loss became {loss_value if not math.isfinite(loss_value) else 'non-finite'} "
+                              f"at epoch {epoch + 1}, step {run.step} (lr {run.optimizer.param_groups[0]['lr']:.4g}): "
+                              f"training diverged; nothing was saved and the last checkpoint is unchanged "
+                              f"(try a smaller --lr)", 1)
+            if interrupted:
+                totals = dist.all_reduce_sum(np.array([loss_sum, correct, seen], dtype=np.float64))
+                save_checkpoint(run, epoch, batch_index + 1, [float(total) for total in totals])
+                run.say(f"\ninterrupted: saved {checkpoint_path(args)} at epoch {epoch + 1}, step {run.step}; "
+                        f"continue with --resume")
+                return None
     return loss_sum, correct, seen
 
 
@@ -343,45 +426,51 @@ def end_epoch(run, epoch, totals, log, epoch_started, started):
     if log is not None:
         log.write(json.dumps(record) + "\n")
         log.flush()
-    if run.main_process:
-        save_checkpoint(args, run.checkpoint_state(epoch + 1, 0, None))
+    save_checkpoint(run, epoch + 1, 0, None)
     run.partial, run.batches_done = None, 0
 
 
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.device == "cuda" and not mg.cuda_is_available():
-        parser.error("--device cuda: no GPU is usable here (needs CuPy and an NVIDIA GPU)")
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and mg.cuda_is_available()) else "cpu"
-    dist.init(device=device)
-    rank, world_size = dist.get_rank(), dist.get_world_size()
-    validate(args, parser, world_size)
-    run = build(args, device, rank, world_size)
-    run.say(f"minigrad {mg.__version__}: {args.model} on Fashion-MNIST ({len(run.train_set)} train, "
-            f"{len(run.test_set)} test), {device}, {world_size} rank(s), batch {args.batch_size} "
-            f"({run.per_rank_batch} per rank), {args.optimizer} lr {args.lr}, schedule {args.schedule}")
-    log = open(args.log, "a") if (args.log and run.main_process) else None
+def train_epochs(run, log):
+    """The epochs of this invocation; returns the exit code (0, or 128 + the signal that stopped it)."""
+    args = run.args
     stop = StopRequested()
     progress = make_progress(args, run.main_process)
     started = time.perf_counter()
     for epoch in range(run.start_epoch, args.epochs):
         epoch_started = time.perf_counter()
-        totals = train_one_epoch(run, epoch, stop, progress)
+        with np.errstate(all="ignore"):  # a diverging loss is reported once, by the check after each step
+            totals = train_one_epoch(run, epoch, stop, progress)
         if totals is None:
-            return 130
+            return stop.exit_code
         end_epoch(run, epoch, totals, log, epoch_started, started)
         if args.stop_after and epoch + 1 - run.start_epoch >= args.stop_after and epoch + 1 < args.epochs:
-            run.say(f"stopped after epoch {epoch + 1} (--stop-after); continue with --resume")
-            break
+            run.say(f"stopped after epoch {epoch + 1} of {args.epochs} (--stop-after): test accuracy "
+                    f"{run.history[-1]['test_accuracy']:.4f}, {time.perf_counter() - started:.1f}s; "
+                    f"continue with --resume")
+            return 0
     if run.history:
         run.say(f"done: test accuracy {run.history[-1]['test_accuracy']:.4f} after {args.epochs} epochs, "
                 f"{time.perf_counter() - started:.1f}s")
     if args.plot and run.main_process:
         plot(run.history, args.plot)
-    if log is not None:
-        log.close()
     return 0
+
+
+def run_training(arguments):
+    parser = build_parser()
+    args = parser.parse_args(arguments)
+    if args.device == "cuda" and not mg.cuda_is_available():
+        parser.error("--device cuda: no GPU is usable here (needs CuPy and an NVIDIA GPU)")
+    device = "cuda" if args.device == "cuda" or (args.device == "auto" and mg.cuda_is_available()) else "cpu"
+    dist.init(device=device)
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    state = start_up(args, rank, world_size)
+    run = build(args, device, rank, world_size, state)
+    run.say(f"minigrad {mg.__version__}: {args.model} on Fashion-MNIST ({len(run.train_set)} train, "
+            f"{len(run.test_set)} test), {device}, {world_size} rank(s), batch {args.batch_size} "
+            f"({run.per_rank_batch} per rank), {args.optimizer} lr {args.lr}, schedule {args.schedule}")
+    with (open(args.log, "a") if (args.log and run.main_process) else contextlib.nullcontext()) as log:
+        return train_epochs(run, log)
 
 
 def make_progress(args, main_process):
@@ -420,6 +509,11 @@ def plot(history, path):
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     print(f"wrote {path}")
+
+
+def main(argv=None):
+    """Run train.py; a user's error is one line on stderr and a non-zero exit, never a hang under mpirun."""
+    return run_guard.run_guarded(run_training, sys.argv[1:] if argv is None else list(argv))
 
 
 if __name__ == "__main__":

@@ -12,5 +12,5 @@ from .mnist import MNIST, DatasetNotFound, FashionMNIST
 from .sampler import DistributedSampler, epoch_permutation
 
 __all__ = ["Dataset", "TensorDataset", "collate", "DataLoader", "DistributedSampler",
-           "epoch_permutation", "MNIST", "FashionMNIST", "read_idx", "write_idx", "DatasetError", "IDXError", "DatasetNotFound",
-           "download", "ChecksumError"]
+           "epoch_permutation", "MNIST", "FashionMNIST", "read_idx", "write_idx", "DatasetError",
+           "DatasetNotFound", "IDXError", "download", "ChecksumError"]
