@@ -430,10 +430,9 @@ def end_epoch(run, epoch, totals, log, epoch_started, started):
     run.partial, run.batches_done = None, 0
 
 
-def train_epochs(run, log):
+def train_epochs(run, log, stop):
     """The epochs of this invocation; returns the exit code (0, or 128 + the signal that stopped it)."""
     args = run.args
-    stop = StopRequested()
     progress = make_progress(args, run.main_process)
     started = time.perf_counter()
     for epoch in range(run.start_epoch, args.epochs):
@@ -459,6 +458,8 @@ def train_epochs(run, log):
 def run_training(arguments):
     parser = build_parser()
     args = parser.parse_args(arguments)
+    # From here on Ctrl-C and SIGTERM only set a flag: the first step after them saves and stops.
+    stop = StopRequested()
     if args.device == "cuda" and not mg.cuda_is_available():
         parser.error("--device cuda: no GPU is usable here (needs CuPy and an NVIDIA GPU)")
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and mg.cuda_is_available()) else "cpu"
@@ -470,7 +471,7 @@ def run_training(arguments):
             f"{len(run.test_set)} test), {device}, {world_size} rank(s), batch {args.batch_size} "
             f"({run.per_rank_batch} per rank), {args.optimizer} lr {args.lr}, schedule {args.schedule}")
     with (open(args.log, "a") if (args.log and run.main_process) else contextlib.nullcontext()) as log:
-        return train_epochs(run, log)
+        return train_epochs(run, log, stop)
 
 
 def make_progress(args, main_process):
