@@ -184,7 +184,7 @@ def start_up(args, rank, world_size):
         mine = run_guard.describe(error)
     problem = dist.first_problem(mine)
     if problem is not None:
-        raise Stopped(problem, 2)
+        raise Stopped(problem, 1)  # the file, not the options, is what cannot be used
     return state
 
 

@@ -154,8 +154,8 @@ def _read_checkpoint(path, archive):
     structure = json.loads(text, object_hook=note_reference)
     unreferenced = entries - set(referenced) - {_STRUCTURE_KEY}
     if unreferenced:
-        raise CheckpointError(path, f"holds {len(unreferenced)} entries its structure does not name, "
-                                    f"e.g. {sorted(unreferenced)[0]!r}; refusing to read them")
+        raise CheckpointError(path, f"holds entries its structure does not name ({len(unreferenced)} in all, "
+                                    f"e.g. {sorted(unreferenced)[0]!r}); refusing to read them")
     missing = set(referenced) - entries
     if missing:
         raise CheckpointError(path, f"its structure names entry {sorted(missing)[0]!r}, which is missing")

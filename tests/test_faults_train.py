@@ -59,7 +59,7 @@ def test_a_fresh_run_refuses_a_folder_with_a_checkpoint_unless_told(finished, da
 def test_resume_with_other_settings_is_refused_naming_the_flag(finished, data):
     folder, saved = finished
     result = run_train(folder, data, "--checkpoint", "ck", "--resume", "--epochs", "2", "--lr", "1e6")
-    assert_one_line_error(result, "ck/last.npz was trained with --lr 0.05, this run asks for 1000000.0", code=2)
+    assert_one_line_error(result, "ck/last.npz was trained with --lr 0.05, this run asks for 1000000.0", code=1)
     assert (folder / "ck" / "last.npz").read_bytes() == saved
 
 
@@ -169,5 +169,5 @@ def test_debug_shows_the_traceback(tmp_path, data, switch):
     (tmp_path / "ck" / "last.npz").write_bytes(b"")
     env = None if switch else {"MINIGRAD_DEBUG": "1"}
     result = run_train(tmp_path, data, "--checkpoint", "ck", "--resume", *switch, env=env)
-    assert result.returncode == 2 and "Traceback" in result.stderr
+    assert result.returncode == 1 and "Traceback" in result.stderr
     assert "train.py: error: ck/last.npz: is empty" in result.stderr
