@@ -10,12 +10,10 @@ writes a checkpoint (rank 0 only, atomically). --resume continues from the
 last checkpoint and gives the same weights as a run that was never stopped;
 Ctrl-C or SIGTERM saves a checkpoint at the last completed step and exits.
 
-A run never destroys another's work: it refuses a checkpoint folder that holds
-an earlier run's checkpoint (unless --resume or --overwrite) or that another
-run is using, and stops at the first non-finite loss without saving. A damaged
-file or a bad option is one line naming it (--debug or MINIGRAD_DEBUG=1 shows
-the traceback). Under mpirun the ranks compare their options before any work,
-and an error on any one rank ends the whole job.
+A run never destroys work (see minigrad/run_guard.py): it refuses a folder with
+another run's checkpoint (unless --resume or --overwrite) or in use, stops at the
+first non-finite loss, and reports a bad file or option in one line (--debug: the
+traceback). Under mpirun the ranks compare options first; one rank's error ends all.
 """
 import argparse
 import contextlib
@@ -30,12 +28,11 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import distributed as dist
-from minigrad import run_guard
 from minigrad.models import MODELS
 from minigrad.optim import lr_scheduler
 from minigrad.run_guard import (RunError, Stopped, StopRequested, checkpoint_must_fit, first_nonfinite,
-                                lock_folder, settings_problem)
-from minigrad.serialization import CheckpointError, remove_unfinished_saves
+                                load_on_every_rank, lock_folder, run_guarded, settings_problem)
+from minigrad.serialization import remove_unfinished_saves
 
 SCHEDULES = ("step", "multistep", "exponential", "invsqrt", "cosine", "none")
 # What may change between a run and its --resume: where files go and what is shown.
@@ -176,16 +173,7 @@ def start_up(args, rank, world_size):
             print(f"removed {len(removed)} unfinished checkpoint write(s) from {args.checkpoint}", flush=True)
     if not args.resume:
         return None
-    state, mine = None, None
-    try:
-        state = mg.load(checkpoint_path(args))
-        mine = resume_problem(state, args)
-    except (CheckpointError, OSError) as error:
-        mine = run_guard.describe(error)
-    problem = dist.first_problem(mine)
-    if problem is not None:
-        raise Stopped(problem, 1)  # the file, not the options, is what cannot be used
-    return state
+    return load_on_every_rank(checkpoint_path(args), lambda state: resume_problem(state, args))
 
 
 def resume_problem(state, args):
@@ -514,7 +502,7 @@ def plot(history, path):
 
 def main(argv=None):
     """Run train.py; a user's error is one line on stderr and a non-zero exit, never a hang under mpirun."""
-    return run_guard.run_guarded(run_training, sys.argv[1:] if argv is None else list(argv))
+    return run_guarded(run_training, sys.argv[1:] if argv is None else list(argv))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ a hang or a lost checkpoint:
 
 - ``StopRequested``: Ctrl-C and SIGTERM set a flag that the loop reads after each step.
 - ``lock_folder``: one run per checkpoint folder (an ``fcntl.flock`` held for the process's life).
-- ``settings_problem`` and ``checkpoint_must_fit``: a checkpoint continues only the run that wrote it.
+- ``load_on_every_rank``, ``settings_problem`` and ``checkpoint_must_fit``: a checkpoint
+  continues only the run that wrote it, and a rank that cannot read it stops them all.
 - ``first_nonfinite``: no checkpoint is ever written with NaN or Inf weights.
 - ``Stopped`` (every rank stopped at the same point) and ``RunError`` (one rank on its
   own, so the whole job must end), and ``run_guarded``, which turns both, damaged
@@ -25,7 +26,7 @@ import numpy as np
 
 from . import distributed as dist
 from .data import DatasetError
-from .serialization import CheckpointError
+from .serialization import CheckpointError, load
 
 
 class Stopped(Exception):
@@ -103,6 +104,23 @@ def settings_problem(path, saved, current, changeable):
             return (f"{path} was trained with {flag} {saved[key]!r}, this run asks for {value!r}: resume "
                     f"with the checkpoint's options, or start afresh with --overwrite")
     return None
+
+
+def load_on_every_rank(path, check):
+    """The state saved at ``path``, read by every rank; ``check(state)`` says why it cannot be used, or None.
+
+    A damaged file, or a check that fails, on any one rank raises ``Stopped`` on every rank.
+    """
+    state, problem = None, None
+    try:
+        state = load(path)
+        problem = check(state)
+    except (CheckpointError, OSError) as error:
+        problem = describe(error)
+    problem = dist.first_problem(problem)
+    if problem is not None:
+        raise Stopped(problem, 1)  # the file, not the options, is what cannot be used
+    return state
 
 
 @contextlib.contextmanager
