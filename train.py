@@ -30,6 +30,7 @@ import minigrad as mg
 from minigrad import distributed as dist
 from minigrad.models import MODELS
 from minigrad.optim import lr_scheduler
+from minigrad.report import make_progress, plot_history
 from minigrad.run_guard import (RunError, Stopped, StopRequested, checkpoint_must_fit, first_nonfinite,
                                 load_on_every_rank, lock_folder, run_guarded, settings_problem)
 from minigrad.serialization import remove_unfinished_saves
@@ -50,17 +51,19 @@ class OneLineParser(argparse.ArgumentParser):
 def positive(kind):
     def parse(text):
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if not 0 < value < math.inf:  # also refuses nan and inf
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
         return value
     return parse
 
 
-def non_negative(text):
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
-    return value
+def non_negative(kind):
+    def parse(text):
+        value = kind(text)
+        if not 0 <= value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be non-negative and finite, got {text}")
+        return value
+    return parse
 
 
 def fraction(text):
@@ -79,23 +82,23 @@ def build_parser():
                              "per step, so the step is the same whatever N is (default: 128)")
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     parser.add_argument("--lr", type=positive(float), default=0.05, help="initial learning rate (default: 0.05; use ~1e-3 with adam)")
-    parser.add_argument("--momentum", type=non_negative, default=0.9, help="SGD momentum (default: 0.9)")
+    parser.add_argument("--momentum", type=non_negative(float), default=0.9, help="SGD momentum (default: 0.9)")
     parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    parser.add_argument("--weight-decay", type=non_negative, default=5e-4, help="L2 weight decay (default: 5e-4)")
+    parser.add_argument("--weight-decay", type=non_negative(float), default=5e-4, help="L2 weight decay (default: 5e-4)")
     parser.add_argument("--schedule", choices=SCHEDULES, default="cosine",
                         help="learning-rate decay, stepped once per epoch (default: cosine)")
     parser.add_argument("--step-size", type=positive(int), default=10, help="step: epochs between decays")
     parser.add_argument("--milestones", default="4,6", help="multistep: comma-separated epochs at which lr *= gamma")
     parser.add_argument("--gamma", type=positive(float), default=0.5, help="step, multistep, exponential: decay factor")
     parser.add_argument("--decay", type=positive(float), default=1.0, help="invsqrt: lr_t = lr / sqrt(1 + decay * t)")
-    parser.add_argument("--warmup", type=int, default=0, help="epochs of linear warm-up before the schedule (default: 0)")
+    parser.add_argument("--warmup", type=non_negative(int), default=0, help="epochs of linear warm-up before the schedule (default: 0)")
     parser.add_argument("--prune-amount", type=fraction, default=0.0,
                         help="fraction of weights to prune by magnitude, w = 0 where |w| is smallest (default: 0)")
     parser.add_argument("--prune-schedule", choices=("oneshot", "gradual"), default="gradual",
                         help="oneshot: prune once after half the epochs, then retrain; gradual: raise the sparsity "
                              "along Zhu and Gupta's cubic curve over the first three quarters (default: gradual)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when a GPU is there")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the weights, the shuffling and dropout")
+    parser.add_argument("--seed", type=non_negative(int), default=0, help="seeds the weights, the shuffling and dropout")
     parser.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX files (default: Debian's, then the cache)")
     parser.add_argument("--checkpoint", default="checkpoints", help="folder for checkpoints (default: checkpoints)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint")
@@ -143,6 +146,9 @@ def validate(args, world_size):
         (args.nesterov and args.momentum == 0, "--nesterov needs --momentum > 0"),
         (args.warmup >= args.epochs and args.warmup > 0,
          f"--warmup {args.warmup} must be shorter than --epochs {args.epochs}"),
+        (not args.checkpoint, "--checkpoint must name a folder"),
+        (args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))),
+         f"--plot {args.plot}: its folder does not exist"),
         (args.no_bn and args.model != "cnn", f"--no-bn applies to --model cnn, not {args.model}"),
         (args.no_bn and args.sync_bn, "--no-bn and --sync-bn exclude each other"),
         (milestones is not None, milestones),
@@ -325,6 +331,10 @@ def build(args, device, rank, world_size, state=None):
         run.optimizer = mg.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     run.scheduler = make_scheduler(args, run.optimizer)
     run.steps_per_epoch = len(run.loader)
+    empty = None if run.steps_per_epoch else "no batch"
+    if (dist.first_problem(empty) if world_size > 1 else empty) is not None:
+        raise Stopped(f"the training set's {len(run.train_set)} images make no batch of {args.batch_size}: "
+                      f"lower --batch-size or raise --train-samples", 2)
     with checkpoint_must_fit(checkpoint_path(args)):
         if state is not None:
             restore_pruning_structure(model, state["model"])
@@ -345,6 +355,13 @@ def restore(run, state):
     mg.random.set_rng_state(state["rng"])
     run.start_epoch, run.batches_done, run.step = int(state["epoch"]), int(state["batches_done"]), int(state["step"])
     run.history, run.partial = list(state["history"]), state["partial"]
+    if not (0 <= run.start_epoch <= run.args.epochs and 0 <= run.batches_done <= run.steps_per_epoch
+            and run.step >= 0):
+        raise ValueError(f"epoch {run.start_epoch}, batch {run.batches_done}, step {run.step} lie outside this run")
+    if run.partial is not None:
+        run.partial = [float(total) for total in run.partial]
+        if len(run.partial) != 3:
+            raise ValueError(f"the running totals are {len(run.partial)} numbers, not 3")
     run.say(f"resumed from {checkpoint_path(run.args)} at epoch {run.start_epoch + 1}, step {run.step}")
 
 
@@ -421,7 +438,7 @@ def end_epoch(run, epoch, totals, log, epoch_started, started):
 def train_epochs(run, log, stop):
     """The epochs of this invocation; returns the exit code (0, or 128 + the signal that stopped it)."""
     args = run.args
-    progress = make_progress(args, run.main_process)
+    progress = make_progress(not args.no_progress and run.main_process)
     started = time.perf_counter()
     for epoch in range(run.start_epoch, args.epochs):
         epoch_started = time.perf_counter()
@@ -439,7 +456,7 @@ def train_epochs(run, log, stop):
         run.say(f"done: test accuracy {run.history[-1]['test_accuracy']:.4f} after {args.epochs} epochs, "
                 f"{time.perf_counter() - started:.1f}s")
     if args.plot and run.main_process:
-        plot(run.history, args.plot)
+        plot_history(run.history, args.plot)
     return 0
 
 
@@ -460,44 +477,6 @@ def run_training(arguments):
             f"({run.per_rank_batch} per rank), {args.optimizer} lr {args.lr}, schedule {args.schedule}")
     with (open(args.log, "a") if (args.log and run.main_process) else contextlib.nullcontext()) as log:
         return train_epochs(run, log, stop)
-
-
-def make_progress(args, main_process):
-    """A tqdm progress bar per epoch on rank 0, or nothing."""
-    if args.no_progress or not main_process:
-        return lambda total, description, done: None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        print("(no progress bar: pip install tqdm)", file=sys.stderr)
-        return lambda total, description, done: None
-    return lambda total, description, done: tqdm(total=total, initial=done, desc=description, leave=False,
-                                                 dynamic_ncols=True)
-
-
-def plot(history, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"--plot {path}: matplotlib is not installed (pip install matplotlib); no plot written",
-              file=sys.stderr)
-        return
-    epochs = [row["epoch"] for row in history]
-    figure, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    panels = [("loss", ["loss", "test_loss"]), ("accuracy", ["accuracy", "test_accuracy"]),
-              ("learning rate", ["lr"]), ("sparsity", ["sparsity"])]
-    for axis, (title, keys) in zip(axes, panels):
-        for key in keys:
-            axis.plot(epochs, [row[key] for row in history], marker="o", label=key.replace("_", " "))
-        axis.set_title(title)
-        axis.set_xlabel("epoch")
-        if len(keys) > 1:
-            axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    print(f"wrote {path}")
 
 
 def main(argv=None):

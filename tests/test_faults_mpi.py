@@ -29,7 +29,7 @@ def arguments(data, *extra):
 def test_an_argument_error_on_one_rank_ends_the_whole_job(tmp_path, data):
     result = run_job([(tmp_path, arguments(data)), (tmp_path, arguments(data, "--lr", "-1"))])
     assert result.returncode != 0
-    assert "train.py: error: argument --lr: must be positive, got -1" in result.stderr
+    assert "train.py: error: argument --lr: must be positive and finite, got -1" in result.stderr
 
 
 @pytest.mark.parametrize("flag, first, second", [

@@ -171,3 +171,24 @@ def test_debug_shows_the_traceback(tmp_path, data, switch):
     result = run_train(tmp_path, data, "--checkpoint", "ck", "--resume", *switch, env=env)
     assert result.returncode == 1 and "Traceback" in result.stderr
     assert "train.py: error: ck/last.npz: is empty" in result.stderr
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--seed", "-1"], "argument --seed: must be non-negative"),
+    (["--lr", "nan"], "argument --lr: must be positive and finite, got nan"),
+    (["--warmup", "-2"], "argument --warmup: must be non-negative"),
+    (["--train-samples", "5"], "the training set's 5 images make no batch of 16"),
+    (["--plot", "/nonexistent/curves.png"], "--plot /nonexistent/curves.png: its folder does not exist"),
+])
+def test_options_that_cannot_work_are_one_line(tmp_path, data, options, message):
+    result = run_train(tmp_path, data, "--checkpoint", "ck", *options)
+    assert_one_line_error(result, message, code=2)
+
+
+def test_a_checkpoint_with_impossible_progress_is_one_line(finished, data):
+    folder, _ = finished
+    state = mg.load(folder / "ck" / "last.npz")
+    state["epoch"], state["partial"] = 1, [1.0, "two"]
+    mg.save(state, folder / "ck" / "last.npz")
+    result = run_train(folder, data, "--checkpoint", "ck", "--resume")
+    assert_one_line_error(result, "ck/last.npz: does not fit this run (ValueError", code=1)
