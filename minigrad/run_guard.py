@@ -6,7 +6,8 @@ the same folder, ranks started with different options. train.py uses these
 pieces so that each one ends in a clear line and a non-zero exit, and never in
 a hang or a lost checkpoint:
 
-- ``StopRequested``: Ctrl-C and SIGTERM set a flag that the loop reads after each step.
+- ``StopRequested``: Ctrl-C and SIGTERM set a flag that the loop reads after each step
+  (a second one stops the process at once).
 - ``lock_folder``: one run per checkpoint folder (an ``fcntl.flock`` held for the process's life).
 - ``load_on_every_rank``, ``settings_problem`` and ``checkpoint_must_fit``: a checkpoint
   continues only the run that wrote it, and a rank that cannot read it stops them all.
@@ -50,6 +51,9 @@ class StopRequested:
         signal.signal(signal.SIGTERM, self._handle)  # what a scheduler sends before it kills a job
 
     def _handle(self, signum, frame):
+        if self.signal is not None:  # a second signal: stop at once, without a checkpoint
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
         self.signal = signum
 
     @property

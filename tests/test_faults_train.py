@@ -4,6 +4,7 @@ settings, and reports every error as one line that names the file. Each run has 
 import os
 import signal
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -96,6 +97,25 @@ def test_a_signal_saves_the_last_step_and_resume_ends_bitwise_equal(tmp_path, lo
     for key, value in expected["model"].items():
         np.testing.assert_array_equal(found["model"][key].numpy(), value.numpy(), err_msg=key)
     assert [row["loss"] for row in found["history"]] == [row["loss"] for row in expected["history"]]
+
+
+SIGNALED_TWICE = """
+import os, signal, sys, time
+from minigrad.run_guard import StopRequested
+stop = StopRequested()
+os.kill(os.getpid(), signal.SIGTERM)
+print("first: flag", stop.signal, flush=True)
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(5)
+print("still alive", flush=True)
+"""
+
+
+def test_a_second_signal_stops_at_once():
+    result = subprocess.run([sys.executable, "-c", SIGNALED_TWICE], capture_output=True, text=True, timeout=30,
+                            env=environment())
+    assert result.returncode == -signal.SIGTERM
+    assert result.stdout == f"first: flag {signal.SIGTERM.value}\n"
 
 
 # Writes past 100 kB fail with EFBIG, as on a full disk (MPI, which maps larger shared-memory
