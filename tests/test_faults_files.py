@@ -10,6 +10,7 @@ import io
 import json
 import os
 import tracemalloc
+import warnings
 import zipfile
 
 import numpy as np
@@ -131,11 +132,12 @@ def data(tmp_path_factory):
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny"))
 
 
-@pytest.mark.parametrize("kind", ["empty", "truncated", "npy", "broken zip header", "missing entry",
-                                  "unreferenced entry", "nested too deeply", "complex weights"])
+@pytest.mark.parametrize("kind", sorted(CRAFTED))
 def test_train_resume_from_a_crafted_checkpoint_is_one_line(tmp_path, data, kind):
     (tmp_path / "ck").mkdir()
-    (tmp_path / "ck" / "last.npz").write_bytes(CRAFTED[kind][0]())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns when it writes a name twice
+        (tmp_path / "ck" / "last.npz").write_bytes(CRAFTED[kind][0]())
     result = run_train(tmp_path, data, "--checkpoint", "ck", "--resume")
     assert_one_line_error(result, "train.py: error: ck/last.npz: ", CRAFTED[kind][1], code=1)
 
