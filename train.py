@@ -8,14 +8,19 @@ Each epoch shuffles the training set with a fresh permutation, steps the
 learning-rate schedule, optionally prunes, evaluates on the test set, and
 writes a checkpoint (rank 0 only, atomically). --resume continues from the
 last checkpoint and gives the same weights as a run that was never stopped;
-Ctrl-C saves a checkpoint at the last completed step and exits.
+Ctrl-C or SIGTERM saves a checkpoint at the last completed step and exits.
+
+A run never destroys work (see minigrad/run_guard.py): it refuses a folder with
+another run's checkpoint (unless --resume or --overwrite) or in use, stops at the
+first non-finite loss, and reports a bad file or option in one line (--debug: the
+traceback). Under mpirun the ranks compare options first; one rank's error ends all.
 """
 import argparse
+import contextlib
 import functools
 import json
 import math
 import os
-import signal
 import sys
 import time
 
@@ -25,8 +30,17 @@ import minigrad as mg
 from minigrad import distributed as dist
 from minigrad.models import MODELS
 from minigrad.optim import lr_scheduler
+from minigrad.report import make_progress, plot_history
+from minigrad.run_guard import (RunError, Stopped, StopRequested, checkpoint_must_fit, first_nonfinite,
+                                load_on_every_rank, lock_folder, run_guarded, settings_problem)
+from minigrad.serialization import remove_unfinished_saves
 
 SCHEDULES = ("step", "multistep", "exponential", "invsqrt", "cosine", "none")
+# What may change between a run and its --resume: where files go and what is shown.
+CHANGEABLE_ON_RESUME = {"resume", "overwrite", "stop_after", "log", "plot", "no_progress", "checkpoint",
+                        "data_dir", "device", "debug"}
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "pruner", "rng", "epoch", "batches_done", "step",
+                   "history", "partial", "args")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -37,17 +51,19 @@ class OneLineParser(argparse.ArgumentParser):
 def positive(kind):
     def parse(text):
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if not 0 < value < math.inf:  # also refuses nan and inf
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
         return value
     return parse
 
 
-def non_negative(text):
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
-    return value
+def non_negative(kind):
+    def parse(text):
+        value = kind(text)
+        if not 0 <= value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be non-negative and finite, got {text}")
+        return value
+    return parse
 
 
 def fraction(text):
@@ -66,26 +82,30 @@ def build_parser():
                              "per step, so the step is the same whatever N is (default: 128)")
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     parser.add_argument("--lr", type=positive(float), default=0.05, help="initial learning rate (default: 0.05; use ~1e-3 with adam)")
-    parser.add_argument("--momentum", type=non_negative, default=0.9, help="SGD momentum (default: 0.9)")
+    parser.add_argument("--momentum", type=non_negative(float), default=0.9, help="SGD momentum (default: 0.9)")
     parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    parser.add_argument("--weight-decay", type=non_negative, default=5e-4, help="L2 weight decay (default: 5e-4)")
+    parser.add_argument("--weight-decay", type=non_negative(float), default=5e-4, help="L2 weight decay (default: 5e-4)")
     parser.add_argument("--schedule", choices=SCHEDULES, default="cosine",
                         help="learning-rate decay, stepped once per epoch (default: cosine)")
     parser.add_argument("--step-size", type=positive(int), default=10, help="step: epochs between decays")
     parser.add_argument("--milestones", default="4,6", help="multistep: comma-separated epochs at which lr *= gamma")
     parser.add_argument("--gamma", type=positive(float), default=0.5, help="step, multistep, exponential: decay factor")
     parser.add_argument("--decay", type=positive(float), default=1.0, help="invsqrt: lr_t = lr / sqrt(1 + decay * t)")
-    parser.add_argument("--warmup", type=int, default=0, help="epochs of linear warm-up before the schedule (default: 0)")
+    parser.add_argument("--warmup", type=non_negative(int), default=0, help="epochs of linear warm-up before the schedule (default: 0)")
     parser.add_argument("--prune-amount", type=fraction, default=0.0,
                         help="fraction of weights to prune by magnitude, w = 0 where |w| is smallest (default: 0)")
     parser.add_argument("--prune-schedule", choices=("oneshot", "gradual"), default="gradual",
                         help="oneshot: prune once after half the epochs, then retrain; gradual: raise the sparsity "
                              "along Zhu and Gupta's cubic curve over the first three quarters (default: gradual)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when a GPU is there")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the weights, the shuffling and dropout")
+    parser.add_argument("--seed", type=non_negative(int), default=0, help="seeds the weights, the shuffling and dropout")
     parser.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX files (default: Debian's, then the cache)")
     parser.add_argument("--checkpoint", default="checkpoints", help="folder for checkpoints (default: checkpoints)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh where --checkpoint holds an earlier run's checkpoint, replacing it")
+    parser.add_argument("--no-shuffle", action="store_true", help="keep the training set's order in every epoch")
+    parser.add_argument("--no-bn", action="store_true", help="--model cnn without its BatchNorm layers")
     parser.add_argument("--sync-bn", action="store_true", help="under mpirun: BatchNorm statistics over the global batch")
     parser.add_argument("--log", help="write JSON-lines metrics to this file")
     parser.add_argument("--plot", help="write a PNG of loss, accuracy, learning rate and sparsity to this file")
@@ -95,35 +115,87 @@ def build_parser():
                              "with --resume (splits a long run into jobs that fit a time limit)")
     parser.add_argument("--train-samples", type=positive(int), help="use only the first N training images (quick runs)")
     parser.add_argument("--test-samples", type=positive(int), help="use only the first N test images (quick runs)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or MINIGRAD_DEBUG=1)")
     return parser
 
 
-def validate(args, parser, world_size):
-    """Errors a user can fix, reported before any work starts (exit code 2)."""
-    if args.batch_size < world_size:
-        parser.error(f"--batch-size {args.batch_size} is smaller than the {world_size} ranks: each rank needs a sample")
-    if args.data_dir is not None and not os.path.isdir(args.data_dir):
-        parser.error(f"--data-dir {args.data_dir} is not a directory")
-    if args.resume and not os.path.exists(checkpoint_path(args)):
-        parser.error(f"--resume: no checkpoint at {checkpoint_path(args)}")
-    if args.nesterov and args.momentum == 0:
-        parser.error("--nesterov needs --momentum > 0")
-    if args.warmup >= args.epochs and args.warmup > 0:
-        parser.error(f"--warmup {args.warmup} must be shorter than --epochs {args.epochs}")
+def milestones_of(args):
+    return [int(m) for m in args.milestones.split(",") if m]
+
+
+def validate(args, world_size):
+    """The first error a user can fix in the options, as a sentence, or None."""
+    path = checkpoint_path(args)
     try:
-        [int(m) for m in args.milestones.split(",") if m]
+        milestones_of(args)
+        milestones = None
     except ValueError:
-        parser.error(f"--milestones must be comma-separated epochs, got {args.milestones!r}")
+        milestones = f"--milestones must be comma-separated epochs, got {args.milestones!r}"
+    even = args.batch_size - args.batch_size % world_size
+    checks = [
+        (args.batch_size < world_size,
+         f"--batch-size {args.batch_size} is smaller than the {world_size} ranks: each rank needs a sample"),
+        (args.batch_size % world_size, f"--batch-size {args.batch_size} does not split evenly over {world_size} "
+                                       f"ranks: use {even} or {even + world_size}"),
+        (args.data_dir is not None and not os.path.isdir(args.data_dir),
+         f"--data-dir {args.data_dir} is not a directory"),
+        (args.resume and args.overwrite, "--resume and --overwrite exclude each other"),
+        (args.resume and not os.path.exists(path), f"--resume: no checkpoint at {path}"),
+        (not (args.resume or args.overwrite) and os.path.exists(path),
+         f"{path} holds an earlier run's checkpoint: continue it with --resume, or replace it with --overwrite"),
+        (args.nesterov and args.momentum == 0, "--nesterov needs --momentum > 0"),
+        (args.warmup >= args.epochs and args.warmup > 0,
+         f"--warmup {args.warmup} must be shorter than --epochs {args.epochs}"),
+        (not args.checkpoint, "--checkpoint must name a folder"),
+        (args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))),
+         f"--plot {args.plot}: its folder does not exist"),
+        (args.no_bn and args.model != "cnn", f"--no-bn applies to --model cnn, not {args.model}"),
+        (args.no_bn and args.sync_bn, "--no-bn and --sync-bn exclude each other"),
+        (milestones is not None, milestones),
+    ]
+    return next((message for failed, message in checks if failed), None)
 
 
 def checkpoint_path(args):
     return os.path.join(args.checkpoint, "last.npz")
 
 
+# ----- before any work: the ranks agree, the folder is ours, the checkpoint fits -------------
+def start_up(args, rank, world_size):
+    """Check the options on every rank together; lock the folder; return the state to resume or None.
+
+    Raises ``Stopped`` on every rank at once when any rank found a problem, so none waits.
+    """
+    options = {"--" + key.replace("_", "-"): value for key, value in vars(args).items()}
+    problem = dist.first_difference(options)
+    if problem is None:
+        mine = validate(args, world_size) or (lock_folder(args.checkpoint) if rank == 0 else None)
+        problem = dist.first_problem(mine)
+    if problem is not None:
+        raise Stopped(problem, 2)
+    if rank == 0:
+        removed = remove_unfinished_saves(args.checkpoint)
+        if removed:
+            print(f"removed {len(removed)} unfinished checkpoint write(s) from {args.checkpoint}", flush=True)
+    if not args.resume:
+        return None
+    return load_on_every_rank(checkpoint_path(args), lambda state: resume_problem(state, args))
+
+
+def resume_problem(state, args):
+    """Why ``state`` cannot continue this run (not train.py's, other settings), or None."""
+    path = checkpoint_path(args)
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        return f"{path}: not a train.py checkpoint (no {missing[0]!r} entry)"
+    return settings_problem(path, state["args"], vars(args), CHANGEABLE_ON_RESUME)
+
+
 # ----- the pieces of a run ---------------------------------------------------------------
 def load_data(args, device):
-    train = mg.data.FashionMNIST(args.data_dir, train=True, normalize=True)
-    test = mg.data.FashionMNIST(args.data_dir, train=False, normalize=True)
+    download = args.data_dir is None  # a --data-dir without the files is an error, not a download
+    train = mg.data.FashionMNIST(args.data_dir, train=True, download=download, normalize=True)
+    test = mg.data.FashionMNIST(args.data_dir, train=False, download=download, normalize=True)
     if args.train_samples:
         train = mg.data.TensorDataset(train.data[:args.train_samples], train.targets[:args.train_samples])
     if args.test_samples:
@@ -131,8 +203,12 @@ def load_data(args, device):
     return train.to(device), test.to(device)
 
 
+def make_model(args):
+    return MODELS[args.model](batch_norm=False) if args.no_bn else MODELS[args.model]()
+
+
 def make_scheduler(args, optimizer):
-    milestones = [int(m) for m in args.milestones.split(",") if m]
+    milestones = milestones_of(args)
     decay_epochs = args.epochs - args.warmup
     schedules = {
         "step": lambda: lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma),
@@ -188,26 +264,22 @@ def evaluate(model, dataset, batch_size, rank, world_size):
     return loss_sum / len(dataset), correct / len(dataset)
 
 
-class StopRequested:
-    """Ctrl-C sets a flag; the loop stops after the step in progress, at a consistent state."""
-
-    def __init__(self):
-        self.requested = False
-        signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def now(self, world_size):
-        if world_size == 1:
-            return self.requested
-        return dist.all_reduce_sum(float(self.requested)) > 0  # every rank stops at the same step
-
-
 # ----- checkpoints ------------------------------------------------------------------------
-def save_checkpoint(args, state):
-    os.makedirs(args.checkpoint, exist_ok=True)
-    mg.save(state, checkpoint_path(args))
+def save_checkpoint(run, epoch, batches_done, running):
+    """Write the run's state (rank 0), never with non-finite weights; every rank checks its own."""
+    bad = first_nonfinite(run.model)
+    problem = dist.first_problem(f"{bad} holds NaN or Inf" if bad else None)
+    if problem is not None:
+        raise Stopped(f"{problem} after step {run.step}: training diverged; nothing was saved and the last "
+                      f"checkpoint is unchanged (try a smaller --lr)", 1)
+    if not run.main_process:
+        return
+    path = checkpoint_path(run.args)
+    try:
+        mg.save(run.checkpoint_state(epoch, batches_done, running), path)
+    except OSError as error:
+        raise RunError(f"cannot write {path}: {error.strerror or error}; the previous checkpoint is "
+                       f"unchanged") from error
 
 
 def restore_pruning_structure(model, model_state):
@@ -220,171 +292,196 @@ def restore_pruning_structure(model, model_state):
 
 
 # ----- the run ----------------------------------------------------------------------------
-def main(argv=None):
+class Run:
+    """Everything one training run holds: data, model, optimizer, schedule and progress so far."""
+
+    def __init__(self, args, device, rank, world_size):
+        self.args, self.device, self.rank, self.world_size = args, device, rank, world_size
+        self.main_process = rank == 0
+        self.say = functools.partial(print, flush=True) if self.main_process else (lambda *a, **k: None)
+        self.start_epoch, self.batches_done, self.step, self.history, self.partial = 0, 0, 0, [], None
+
+    def checkpoint_state(self, epoch, done, running):
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "pruner": self.pruner.state_dict() if self.pruner is not None else None,
+                "rng": mg.random.get_rng_state(), "epoch": epoch, "batches_done": done, "step": self.step,
+                "history": self.history, "partial": running, "args": vars(self.args)}
+
+
+def build(args, device, rank, world_size, state=None):
+    """The run's data, loader, model, optimizer, schedule and pruner, continuing ``state`` if given."""
+    run = Run(args, device, rank, world_size)
+    mg.manual_seed(args.seed)
+    run.train_set, run.test_set = load_data(args, device)
+    run.per_rank_batch = args.batch_size // world_size
+    sampler = mg.data.DistributedSampler(run.train_set, num_replicas=world_size, rank=rank,
+                                         shuffle=not args.no_shuffle, seed=args.seed, drop_last=True)
+    run.loader = mg.data.DataLoader(run.train_set, batch_size=run.per_rank_batch, sampler=sampler, drop_last=True)
+    model = make_model(args).to(device)
+    if args.sync_bn:
+        model = dist.convert_sync_batchnorm(model)
+    run.model = model
+    # The optimizer is built before any pruning: pruning renames weight to weight_orig and
+    # moves it to the end of the module's parameters, and the optimizer's state is by position.
+    if args.optimizer == "sgd":
+        run.optimizer = mg.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+                                     nesterov=args.nesterov, weight_decay=args.weight_decay)
+    else:
+        run.optimizer = mg.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    run.scheduler = make_scheduler(args, run.optimizer)
+    run.steps_per_epoch = len(run.loader)
+    empty = None if run.steps_per_epoch else "no batch"
+    if (dist.first_problem(empty) if world_size > 1 else empty) is not None:
+        raise Stopped(f"the training set's {len(run.train_set)} images make no batch of {args.batch_size}: "
+                      f"lower --batch-size or raise --train-samples", 2)
+    with checkpoint_must_fit(checkpoint_path(args)):
+        if state is not None:
+            restore_pruning_structure(model, state["model"])
+            model.load_state_dict(state["model"])
+        run.pruner = make_pruner(args, model, run.steps_per_epoch)
+        if state is not None:
+            restore(run, state)
+    run.trained = dist.DistributedDataParallel(model) if world_size > 1 else model
+    return run
+
+
+def restore(run, state):
+    """Continue a run from a checkpoint's optimizer, schedule, pruning, random state and progress."""
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.pruner is not None:
+        run.pruner.load_state_dict(state["pruner"])
+    mg.random.set_rng_state(state["rng"])
+    run.start_epoch, run.batches_done, run.step = int(state["epoch"]), int(state["batches_done"]), int(state["step"])
+    run.history, run.partial = list(state["history"]), state["partial"]
+    if not (0 <= run.start_epoch <= run.args.epochs and 0 <= run.batches_done <= run.steps_per_epoch
+            and run.step >= 0):
+        raise ValueError(f"epoch {run.start_epoch}, batch {run.batches_done}, step {run.step} lie outside this run")
+    if run.partial is not None:
+        run.partial = [float(total) for total in run.partial]
+        if len(run.partial) != 3:
+            raise ValueError(f"the running totals are {len(run.partial)} numbers, not 3")
+    run.say(f"resumed from {checkpoint_path(run.args)} at epoch {run.start_epoch + 1}, step {run.step}")
+
+
+def train_one_epoch(run, epoch, stop, progress):
+    """One pass over this rank's share of the training set; returns the running (loss sum, correct,
+    seen), or None when a stop was requested (a checkpoint at the last step is then written)."""
+    args, loader = run.args, run.loader
+    loader.set_epoch(epoch)
+    resumed = epoch == run.start_epoch
+    # A resumed epoch's totals so far are the sums over all ranks: rank 0 carries them.
+    loss_sum, correct, seen = run.partial if (run.partial and resumed and run.main_process) else (0.0, 0.0, 0)
+    skip = run.batches_done if resumed else 0
+    epoch_started = time.perf_counter()
+    bar = progress(run.steps_per_epoch, f"epoch {epoch + 1}/{args.epochs}", skip)
+    with bar if bar is not None else contextlib.nullcontext():
+        for batch_index, (images, labels) in enumerate(loader):
+            if batch_index < skip:
+                continue  # a resumed epoch: the same order, continued where it stopped
+            run.optimizer.zero_grad()
+            logits = run.trained(images)
+            loss = mg.functional.cross_entropy(logits, labels)
+            loss.backward()
+            run.optimizer.step()
+            if run.pruner is not None:
+                run.pruner.step()
+            run.step += 1
+            loss_value = loss.item()
+            loss_sum += loss_value * len(labels)
+            correct += float((logits.argmax(axis=1) == labels).numpy().sum())
+            seen += len(labels)
+            if bar is not None:
+                rate = seen * run.world_size / max(time.perf_counter() - epoch_started, 1e-9)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                                lr=f"{run.optimizer.param_groups[0]['lr']:.4g}", samples_s=f"{rate:.0f}")
+            interrupted, diverged = stop.check(not math.isfinite(loss_value))
+            if diverged:
+                raise Stopped(f"the loss became {loss_value if not math.isfinite(loss_value) else 'non-finite'} "
+                              f"at epoch {epoch + 1}, step {run.step} (lr {run.optimizer.param_groups[0]['lr']:.4g}): "
+                              f"training diverged; nothing was saved and the last checkpoint is unchanged "
+                              f"(try a smaller --lr)", 1)
+            if interrupted:
+                totals = dist.all_reduce_sum(np.array([loss_sum, correct, seen], dtype=np.float64))
+                save_checkpoint(run, epoch, batch_index + 1, [float(total) for total in totals])
+                run.say(f"\ninterrupted: saved {checkpoint_path(args)} at epoch {epoch + 1}, step {run.step}; "
+                        f"continue with --resume")
+                return None
+    return loss_sum, correct, seen
+
+
+def end_epoch(run, epoch, totals, log, epoch_started, started):
+    """Reduce the epoch's totals over the ranks, step the schedule, evaluate, log and checkpoint."""
+    loss_sum, correct, seen = totals
+    args, optimizer = run.args, run.optimizer
+    train_loss = dist.all_reduce_sum(loss_sum) / dist.all_reduce_sum(float(seen))
+    train_accuracy = dist.all_reduce_sum(correct) / dist.all_reduce_sum(float(seen))
+    learning_rate = optimizer.param_groups[0]["lr"]
+    run.scheduler.step()
+    test_loss, test_accuracy = evaluate(run.model, run.test_set, 1000, run.rank, run.world_size)
+    record = {"epoch": epoch + 1, "step": run.step, "loss": train_loss, "accuracy": train_accuracy,
+              "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": learning_rate,
+              "sparsity": sparsity(run.model), "time": time.perf_counter() - started}
+    run.history.append(record)
+    run.say(f"epoch {epoch + 1:3d}/{args.epochs}  loss {train_loss:.4f}  acc {train_accuracy:.4f}  "
+            f"test loss {test_loss:.4f}  test acc {test_accuracy:.4f}  lr {learning_rate:.4g}  "
+            f"sparsity {record['sparsity']:.3f}  {time.perf_counter() - epoch_started:.1f}s")
+    if log is not None:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+    save_checkpoint(run, epoch + 1, 0, None)
+    run.partial, run.batches_done = None, 0
+
+
+def train_epochs(run, log, stop):
+    """The epochs of this invocation; returns the exit code (0, or 128 + the signal that stopped it)."""
+    args = run.args
+    progress = make_progress(not args.no_progress and run.main_process)
+    started = time.perf_counter()
+    for epoch in range(run.start_epoch, args.epochs):
+        epoch_started = time.perf_counter()
+        with np.errstate(all="ignore"):  # a diverging loss is reported once, by the check after each step
+            totals = train_one_epoch(run, epoch, stop, progress)
+        if totals is None:
+            return stop.exit_code
+        end_epoch(run, epoch, totals, log, epoch_started, started)
+        if args.stop_after and epoch + 1 - run.start_epoch >= args.stop_after and epoch + 1 < args.epochs:
+            run.say(f"stopped after epoch {epoch + 1} of {args.epochs} (--stop-after): test accuracy "
+                    f"{run.history[-1]['test_accuracy']:.4f}, {time.perf_counter() - started:.1f}s; "
+                    f"continue with --resume")
+            return 0
+    if run.history:
+        run.say(f"done: test accuracy {run.history[-1]['test_accuracy']:.4f} after {args.epochs} epochs, "
+                f"{time.perf_counter() - started:.1f}s")
+    if args.plot and run.main_process:
+        plot_history(run.history, args.plot)
+    return 0
+
+
+def run_training(arguments):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
+    # From here on Ctrl-C and SIGTERM only set a flag: the first step after them saves and stops.
+    stop = StopRequested()
     if args.device == "cuda" and not mg.cuda_is_available():
         parser.error("--device cuda: no GPU is usable here (needs CuPy and an NVIDIA GPU)")
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and mg.cuda_is_available()) else "cpu"
     dist.init(device=device)
     rank, world_size = dist.get_rank(), dist.get_world_size()
-    validate(args, parser, world_size)
-    main_process = rank == 0
-    say = functools.partial(print, flush=True) if main_process else (lambda *a, **k: None)
-
-    mg.manual_seed(args.seed)
-    train_set, test_set = load_data(args, device)
-    per_rank_batch = args.batch_size // world_size
-    sampler = mg.data.DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True,
-                                         seed=args.seed, drop_last=True)
-    loader = mg.data.DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, drop_last=True)
-
-    model = MODELS[args.model]().to(device)
-    if args.sync_bn:
-        model = dist.convert_sync_batchnorm(model)
-    # The optimizer is built before any pruning: pruning renames weight to weight_orig and
-    # moves it to the end of the module's parameters, and the optimizer's state is by position.
-    if args.optimizer == "sgd":
-        optimizer = mg.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
-                                 nesterov=args.nesterov, weight_decay=args.weight_decay)
-    else:
-        optimizer = mg.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = make_scheduler(args, optimizer)
-    steps_per_epoch = len(loader)
-    state = mg.load(checkpoint_path(args)) if args.resume else None
-    if state is not None:
-        restore_pruning_structure(model, state["model"])
-        model.load_state_dict(state["model"])
-    pruner = make_pruner(args, model, steps_per_epoch)
-    start_epoch, batches_done, step, history, partial = 0, 0, 0, [], None
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if pruner is not None:
-            pruner.load_state_dict(state["pruner"])
-        mg.random.set_rng_state(state["rng"])
-        start_epoch, batches_done, step = state["epoch"], state["batches_done"], state["step"]
-        history, partial = state["history"], state["partial"]
-        say(f"resumed from {checkpoint_path(args)} at epoch {start_epoch + 1}, step {step}")
-    trained = dist.DistributedDataParallel(model) if world_size > 1 else model
-
-    def checkpoint_state(epoch, done, running):
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "pruner": pruner.state_dict() if pruner is not None else None, "rng": mg.random.get_rng_state(),
-                "epoch": epoch, "batches_done": done, "step": step, "history": history, "partial": running,
-                "args": vars(args)}
-
-    say(f"minigrad {mg.__version__}: {args.model} on Fashion-MNIST ({len(train_set)} train, {len(test_set)} test), "
-        f"{device}, {world_size} rank(s), batch {args.batch_size} ({per_rank_batch} per rank), "
-        f"{args.optimizer} lr {args.lr}, schedule {args.schedule}")
-    log = open(args.log, "a") if (args.log and main_process) else None
-    stop = StopRequested()
-    progress = make_progress(args, main_process)
-    started = time.perf_counter()
-
-    for epoch in range(start_epoch, args.epochs):
-        loader.set_epoch(epoch)
-        loss_sum, correct, seen = partial if (partial and epoch == start_epoch) else (0.0, 0.0, 0)
-        skip = batches_done if epoch == start_epoch else 0
-        epoch_started = time.perf_counter()
-        bar = progress(steps_per_epoch, f"epoch {epoch + 1}/{args.epochs}", skip)
-        for batch_index, (images, labels) in enumerate(loader):
-            if batch_index < skip:
-                continue  # a resumed epoch: the same order, continued where it stopped
-            optimizer.zero_grad()
-            logits = trained(images)
-            loss = mg.functional.cross_entropy(logits, labels)
-            loss.backward()
-            optimizer.step()
-            if pruner is not None:
-                pruner.step()
-            step += 1
-            loss_sum += loss.item() * len(labels)
-            correct += float((logits.argmax(axis=1) == labels).numpy().sum())
-            seen += len(labels)
-            if bar is not None:
-                rate = seen * world_size / max(time.perf_counter() - epoch_started, 1e-9)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
-                                lr=f"{optimizer.param_groups[0]['lr']:.4g}", samples_s=f"{rate:.0f}")
-            if stop.now(world_size):
-                if bar is not None:
-                    bar.close()
-                if main_process:
-                    save_checkpoint(args, checkpoint_state(epoch, batch_index + 1, [loss_sum, correct, seen]))
-                say(f"\ninterrupted: saved {checkpoint_path(args)} at epoch {epoch + 1}, step {step}; "
-                    f"continue with --resume")
-                return 130
-        if bar is not None:
-            bar.close()
-        train_loss = dist.all_reduce_sum(loss_sum) / dist.all_reduce_sum(float(seen))
-        train_accuracy = dist.all_reduce_sum(correct) / dist.all_reduce_sum(float(seen))
-        learning_rate = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        test_loss, test_accuracy = evaluate(model, test_set, 1000, rank, world_size)
-        record = {"epoch": epoch + 1, "step": step, "loss": train_loss, "accuracy": train_accuracy,
-                  "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": learning_rate,
-                  "sparsity": sparsity(model), "time": time.perf_counter() - started}
-        history.append(record)
-        say(f"epoch {epoch + 1:3d}/{args.epochs}  loss {train_loss:.4f}  acc {train_accuracy:.4f}  "
-            f"test loss {test_loss:.4f}  test acc {test_accuracy:.4f}  lr {learning_rate:.4g}  "
-            f"sparsity {record['sparsity']:.3f}  {time.perf_counter() - epoch_started:.1f}s")
-        if log is not None:
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-        if main_process:
-            save_checkpoint(args, checkpoint_state(epoch + 1, 0, None))
-        partial, batches_done = None, 0
-        if args.stop_after and epoch + 1 - start_epoch >= args.stop_after and epoch + 1 < args.epochs:
-            say(f"stopped after epoch {epoch + 1} (--stop-after); continue with --resume")
-            break
-
-    if history:
-        say(f"done: test accuracy {history[-1]['test_accuracy']:.4f} after {args.epochs} epochs, "
-            f"{time.perf_counter() - started:.1f}s")
-    if args.plot and main_process:
-        plot(history, args.plot)
-    if log is not None:
-        log.close()
-    return 0
+    state = start_up(args, rank, world_size)
+    run = build(args, device, rank, world_size, state)
+    run.say(f"minigrad {mg.__version__}: {args.model} on Fashion-MNIST ({len(run.train_set)} train, "
+            f"{len(run.test_set)} test), {device}, {world_size} rank(s), batch {args.batch_size} "
+            f"({run.per_rank_batch} per rank), {args.optimizer} lr {args.lr}, schedule {args.schedule}")
+    with (open(args.log, "a") if (args.log and run.main_process) else contextlib.nullcontext()) as log:
+        return train_epochs(run, log, stop)
 
 
-def make_progress(args, main_process):
-    """A tqdm progress bar per epoch on rank 0, or nothing."""
-    if args.no_progress or not main_process:
-        return lambda total, description, done: None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        print("(no progress bar: pip install tqdm)", file=sys.stderr)
-        return lambda total, description, done: None
-    return lambda total, description, done: tqdm(total=total, initial=done, desc=description, leave=False,
-                                                 dynamic_ncols=True)
-
-
-def plot(history, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"--plot {path}: matplotlib is not installed (pip install matplotlib); no plot written",
-              file=sys.stderr)
-        return
-    epochs = [row["epoch"] for row in history]
-    figure, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    panels = [("loss", ["loss", "test_loss"]), ("accuracy", ["accuracy", "test_accuracy"]),
-              ("learning rate", ["lr"]), ("sparsity", ["sparsity"])]
-    for axis, (title, keys) in zip(axes, panels):
-        for key in keys:
-            axis.plot(epochs, [row[key] for row in history], marker="o", label=key.replace("_", " "))
-        axis.set_title(title)
-        axis.set_xlabel("epoch")
-        if len(keys) > 1:
-            axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    print(f"wrote {path}")
+def main(argv=None):
+    """Run train.py; a user's error is one line on stderr and a non-zero exit, never a hang under mpirun."""
+    return run_guarded(run_training, sys.argv[1:] if argv is None else list(argv))
 
 
 if __name__ == "__main__":

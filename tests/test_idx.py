@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigrad.data import (MNIST, ChecksumError, DataLoader, FashionMNIST, IDXError, download,
-                           read_idx, write_idx)
+from minigrad.data import (MNIST, ChecksumError, DataLoader, DatasetNotFound, FashionMNIST, IDXError,
+                           download, read_idx, write_idx)
 from minigrad.data import mnist as mnist_module
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -74,7 +74,9 @@ def test_broken_files_are_rejected_by_name(tmp_path, content, message):
 
 
 def test_truncated_and_corrupt_gzip_are_rejected_by_name(tmp_path):
-    packed = gzip.compress(valid_images() * 50, mtime=0)
+    pixels = np.random.default_rng(0).integers(0, 256, 900, dtype=np.uint8).tobytes()
+    packed = gzip.compress(bytes.fromhex("00000803") + np.array([100, 3, 3], ">u4").tobytes() + pixels,
+                           mtime=0)
     truncated = write_bytes(tmp_path, packed[:len(packed) // 2], "truncated.gz")
     with pytest.raises(IDXError, match=f"{truncated}: corrupt or truncated gzip"):
         read_idx(truncated)
@@ -188,14 +190,17 @@ class TinyMNIST(MNIST):
     name = "minigrad-test-tiny"
 
 
-def test_search_order_root_then_system_then_cache(tmp_path, monkeypatch):
+def test_search_order_system_then_cache_and_root_alone(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist_module, "SYSTEM_DATASETS", str(tmp_path / "system"))
     monkeypatch.setenv("MINIGRAD_DATA", str(tmp_path / "cache"))
-    for place, count in (("cache", 3), ("system", 4), ("root", 5)):
-        folder = tmp_path / place
-        write_split(folder / TinyMNIST.name if place != "root" else folder, *tiny_split(count))
-        found = TinyMNIST(root=tmp_path / "root", download=False)
-        assert len(found) == count  # the newest place written is the highest in the order
+    (tmp_path / "root").mkdir()
+    for place, count in (("cache", 3), ("system", 4)):
+        write_split(tmp_path / place / TinyMNIST.name, *tiny_split(count))
+        assert len(TinyMNIST(download=False)) == count  # the newest place written is the higher
+        with pytest.raises(DatasetNotFound, match=f"not found in folder {tmp_path / 'root'}$"):
+            TinyMNIST(root=tmp_path / "root", download=False)  # an empty root never falls back
+    write_split(tmp_path / "root", *tiny_split(5))
+    assert len(TinyMNIST(root=tmp_path / "root", download=False)) == 5
 
 
 def test_missing_files_without_download_list_the_folders(tmp_path, monkeypatch):

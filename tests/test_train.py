@@ -1,4 +1,5 @@
 """train.py end to end on a small slice of real Fashion-MNIST: logs, checkpoints, resume, errors."""
+import importlib.util
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+from faults import write_tiny_dataset
 from minigrad import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +93,7 @@ def test_ctrl_c_saves_the_last_step_and_resume_continues_exactly(tmp_path):
     (["--data-dir", "/nonexistent/folder"], "--data-dir /nonexistent/folder is not a directory"),
     (["--prune-amount", "1.5"], "argument --prune-amount: must be a fraction"),
     (["--resume"], "--resume: no checkpoint at"),
+    (["--model", "mlp", "--no-bn"], "--no-bn applies to --model cnn, not mlp"),
     pytest.param(["--device", "cuda"], "--device cuda: no GPU is usable here",
                  marks=pytest.mark.skipif(mg.cuda_is_available(), reason="this machine has a GPU")),
 ])
@@ -123,3 +126,49 @@ def test_two_ranks_train_and_only_rank_0_writes(tmp_path):
     assert result.stdout.count("epoch   2/2") == 1  # only rank 0 prints
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2 and records[1]["test_accuracy"] > 0.5
+
+
+# ----- options for experiments, checked on tiny synthetic data -----------------------------
+def train_script():
+    """train.py as a module, to build a run in this process."""
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_run(tmp_path, *flags):
+    data = write_tiny_dataset(tmp_path / "data", train=64, test=16)
+    script = train_script()
+    args = script.build_parser().parse_args(["--data-dir", data, "--batch-size", "16", *flags])
+    return script.build(args, "cpu", 0, 1), data
+
+
+def epoch_labels(run, epoch):
+    run.loader.set_epoch(epoch)
+    return np.concatenate([labels.numpy() for _, labels in run.loader])
+
+
+def test_no_shuffle_keeps_the_dataset_order_in_every_epoch(tmp_path):
+    run, data = build_run(tmp_path, "--model", "mlp", "--no-shuffle")
+    in_file = mg.data.read_idx(os.path.join(data, "train-labels-idx1-ubyte"))
+    for epoch in range(2):
+        np.testing.assert_array_equal(epoch_labels(run, epoch), in_file)
+    shuffled, _ = build_run(tmp_path, "--model", "mlp")
+    assert sorted(epoch_labels(shuffled, 0)) == sorted(in_file)
+    assert not np.array_equal(epoch_labels(shuffled, 0), in_file)
+
+
+def test_no_bn_is_the_cnn_without_batchnorm_and_it_trains(tmp_path):
+    run, _ = build_run(tmp_path, "--model", "cnn", "--no-bn")
+    kinds = [type(module).__name__ for module in run.model.modules()]
+    assert "BatchNorm2d" not in kinds and kinds.count("Conv2d") == 2
+    assert all(module.bias is not None for module in run.model.modules() if type(module).__name__ == "Conv2d")
+    with_bn, _ = build_run(tmp_path, "--model", "cnn")
+    assert [type(m).__name__ for m in with_bn.model.modules()].count("BatchNorm2d") == 2
+    images, labels = next(iter(run.loader))
+    before = run.model[0].weight.numpy().copy()
+    loss = mg.functional.cross_entropy(run.model(images), labels)
+    loss.backward()
+    run.optimizer.step()
+    assert np.isfinite(loss.item()) and not np.array_equal(run.model[0].weight.numpy(), before)

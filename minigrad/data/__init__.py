@@ -6,11 +6,11 @@
 """
 from .dataset import Dataset, TensorDataset, collate
 from .download import ChecksumError, download
-from .idx import IDXError, read_idx, write_idx
+from .idx import DatasetError, IDXError, read_idx, write_idx
 from .loader import DataLoader
-from .mnist import MNIST, FashionMNIST
+from .mnist import MNIST, DatasetNotFound, FashionMNIST
 from .sampler import DistributedSampler, epoch_permutation
 
 __all__ = ["Dataset", "TensorDataset", "collate", "DataLoader", "DistributedSampler",
-           "epoch_permutation", "MNIST", "FashionMNIST", "read_idx", "write_idx", "IDXError",
-           "download", "ChecksumError"]
+           "epoch_permutation", "MNIST", "FashionMNIST", "read_idx", "write_idx", "DatasetError",
+           "DatasetNotFound", "IDXError", "download", "ChecksumError"]

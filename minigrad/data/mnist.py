@@ -1,13 +1,16 @@
 """MNIST and Fashion-MNIST: 28x28 grey images in 10 classes, from IDX files.
 
-Where the files are looked for, in order (the first folder that holds both
-files of the split wins; each file may be gzipped, ``name.gz``, or raw):
+Where the files are looked for (each file may be gzipped, ``name.gz``, or raw):
 
-1. ``root``, when given;
-2. ``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist`` package);
-3. the cache, ``$MINIGRAD_DATA/<name>`` or ``~/.cache/minigrad/<name>``;
-4. otherwise, with ``download=True``, the official files are downloaded into
-   ``root`` (when given) or the cache, each verified against its SHA-256.
+1. ``root``, when given, and nowhere else: an empty ``root`` never falls back to
+   another copy;
+2. otherwise ``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist``
+   package), then the cache, ``$MINIGRAD_DATA/<name>`` or
+   ``~/.cache/minigrad/<name>``: the first folder that holds both files of the
+   split wins;
+3. where they are not found, with ``download=True``, the official files are
+   downloaded into ``root`` (when given) or the cache, each verified against its
+   SHA-256; with ``download=False`` it is a ``DatasetNotFound`` error.
 
 ``<name>`` is ``fashion-mnist`` or ``mnist``.
 """
@@ -17,7 +20,7 @@ import numpy as np
 
 from .dataset import TensorDataset
 from .download import download as download_file
-from .idx import IDXError, read_idx
+from .idx import DatasetError, IDXError, read_idx
 
 SYSTEM_DATASETS = "/usr/share/datasets"
 
@@ -35,6 +38,10 @@ def _find_file(folder, stem):
         if os.path.isfile(path):
             return path
     return None
+
+
+class DatasetNotFound(DatasetError, FileNotFoundError):
+    """The files of a dataset are in none of the folders searched; the message names them."""
 
 
 class MNIST(TensorDataset):
@@ -102,8 +109,9 @@ class MNIST(TensorDataset):
 
     @classmethod
     def search_folders(cls, root=None):
-        folders = [] if root is None else [os.fspath(root)]
-        return folders + [os.path.join(SYSTEM_DATASETS, cls.name), cache_folder(cls.name)]
+        if root is not None:
+            return [os.fspath(root)]
+        return [os.path.join(SYSTEM_DATASETS, cls.name), cache_folder(cls.name)]
 
     @classmethod
     def locate(cls, root=None, train=True, download=True):
@@ -115,8 +123,8 @@ class MNIST(TensorDataset):
             if all(paths):
                 return tuple(paths)
         if not download:
-            raise FileNotFoundError(f"{cls.__name__}: {' and '.join(stems)} (or .gz) not found "
-                                    f"in any of {folders}; pass download=True or root=")
+            where = f"folder {folders[0]}" if root is not None else f"any of {folders}"
+            raise DatasetNotFound(f"{cls.__name__}: {' and '.join(stems)} (or .gz) not found in {where}")
         target = folders[0] if root is not None else cache_folder(cls.name)
         return tuple(_find_file(target, stem) or cls.fetch(stem + ".gz", target)
                      for stem in stems)

@@ -11,7 +11,7 @@ every rank takes the same optimizer step:
 
 The pieces, one file each:
 
-- ``world.py``: ``init``, ranks, the GPU of each rank, aborting the whole job on an exception.
+- ``world.py``: ``init``, ranks, the GPU of each rank, ending the whole job on an error (``abort``).
 - ``collectives.py``: all-reduce and broadcast of one array (MPI, CUDA-aware MPI or NCCL).
 - ``data_parallel.py``: starting identical, gradient buckets, ``DistributedDataParallel``.
 - ``sync_batchnorm.py``: BatchNorm whose batch statistics cover the whole global batch.
@@ -22,11 +22,12 @@ from .collectives import all_reduce_mean, all_reduce_sum, allgather_object, broa
 from .data_parallel import (DistributedDataParallel, allreduce_gradients, broadcast_optimizer_state,
                             broadcast_parameters, check_model_consistency)
 from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
-from .world import (barrier, find_mpiexec, get_local_rank, get_rank, get_world_size, init,
-                    is_initialized, is_main_process)
+from .world import (abort, barrier, find_mpiexec, first_difference, first_problem, get_local_rank, get_rank,
+                    get_world_size, init, is_initialized, is_main_process)
 
 __all__ = ["init", "is_initialized", "get_rank", "get_world_size", "get_local_rank", "is_main_process",
-           "barrier", "broadcast_parameters", "broadcast_optimizer_state", "check_model_consistency",
+           "abort", "first_problem", "first_difference", "barrier", "broadcast_parameters",
+           "broadcast_optimizer_state", "check_model_consistency",
            "allreduce_gradients", "DistributedDataParallel", "all_reduce_mean", "all_reduce_sum",
            "broadcast_object", "allgather_object", "find_mpiexec", "SyncBatchNorm",
            "convert_sync_batchnorm"]

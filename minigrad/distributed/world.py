@@ -74,23 +74,46 @@ def _import_mpi():
     return MPI
 
 
+def _end_job(comm, exit_code):
+    """Flush this rank's output, give mpiexec time to forward it, then kill every rank."""
+    sys.stderr.flush()
+    sys.stdout.flush()
+    time.sleep(_SECONDS_FOR_OUTPUT_TO_REACH_MPIEXEC)
+    comm.Abort(exit_code)
+
+
 def _install_abort_on_exception(comm, rank):
     """Make an uncaught exception on any rank end the whole job.
 
     Without this, the failing rank exits while the others wait forever in their
     next collective. With it, the rank prints its traceback (each line tagged
     with the rank) and calls ``MPI_Abort``, which makes mpiexec kill every rank
-    and exit non-zero.
+    and exit non-zero. A ``SystemExit`` is no exception here: a script that exits
+    on an error must call ``abort`` itself.
     """
     def abort_job(exc_type, exc, tb):
         text = "".join(traceback.format_exception(exc_type, exc, tb))
         sys.stderr.write("".join(f"[rank {rank}] {line}\n" for line in text.splitlines()))
-        sys.stderr.flush()
-        sys.stdout.flush()
-        time.sleep(_SECONDS_FOR_OUTPUT_TO_REACH_MPIEXEC)
-        comm.Abort(1)
+        _end_job(comm, 1)
 
     sys.excepthook = abort_job
+
+
+def abort(exit_code=1):
+    """End the whole job now with ``exit_code``, so that no rank waits forever for this one.
+
+    Under mpirun every rank is killed (``MPI_Abort``); MPI is started first if this
+    rank has not joined the job yet (an error found while parsing arguments).
+    In a world of one it is ``sys.exit(exit_code)``.
+    """
+    if _world is not None:
+        comm = _world.comm if _world.size > 1 else None
+    else:
+        MPI = _import_mpi() if _launched_by_mpi() else None
+        comm = MPI.COMM_WORLD if MPI is not None and MPI.COMM_WORLD.Get_size() > 1 else None
+    if comm is not None:
+        _end_job(comm, exit_code)
+    sys.exit(exit_code)
 
 
 def _select_gpu(local_rank, device):
@@ -177,3 +200,39 @@ def barrier():
     current = get_world()
     if current.size > 1:
         current.comm.Barrier()
+
+
+# ----- start-up checks: every rank must agree before any work starts --------------------------
+def first_problem(problem):
+    """The first rank's problem, on every rank: ``problem`` is this rank's (a sentence, or None).
+
+    A rank that found a problem alone must not simply exit, or the others would wait
+    for it forever; so every rank passes what it found, and all of them stop together
+    when any found something. Names the rank when the ranks did not all find the same.
+    """
+    current = get_world()
+    problems = [problem] if current.size == 1 else current.comm.allgather(problem)
+    found = [(rank, text) for rank, text in enumerate(problems) if text is not None]
+    if not found:
+        return None
+    rank, text = found[0]
+    return text if len(found) == len(problems) and len(set(problems)) == 1 else f"rank {rank}: {text}"
+
+
+def first_difference(options):
+    """A sentence naming the first option whose value differs from rank 0's, or None.
+
+    ``options`` is a dict of this rank's settings (e.g. ``vars(args)``), compared key
+    by key in rank 0's order; every rank gets the same answer.
+    """
+    current = get_world()
+    if current.size == 1:
+        return None
+    everyone = current.comm.allgather(options)
+    reference = everyone[0]
+    for rank, theirs in enumerate(everyone[1:], start=1):
+        for key in list(reference) + [key for key in theirs if key not in reference]:
+            if reference.get(key) != theirs.get(key):
+                return (f"the ranks were started with different options: rank {rank} has {key} = "
+                        f"{theirs.get(key)!r}, rank 0 has {reference.get(key)!r}")
+    return None
