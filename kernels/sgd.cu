@@ -72,8 +72,10 @@ __device__ __forceinline__ double add(double a, double b) { return __dadd_rn(a, 
 __device__ __forceinline__ double subtract(double a, double b) { return __dsub_rn(a, b); }
 
 template <typename T> struct Vector;
-template <> struct Vector<float> { typedef float4 type; static const int width = 4; };
-template <> struct Vector<double> { typedef double2 type; static const int width = 2; };
+// `bytes`: the one-byte mask entries of one vector, read with one load (the host
+// sets VECTORIZED only when a byte mask is 4-byte aligned).
+template <> struct Vector<float> { typedef float4 type; typedef unsigned int bytes; static const int width = 4; };
+template <> struct Vector<double> { typedef double2 type; typedef unsigned short bytes; static const int width = 2; };
 
 // The hyper-parameters rounded to T once per block, as NumPy rounds a Python float
 // scalar to the array's dtype.
@@ -156,8 +158,12 @@ __device__ __forceinline__ void update_vector(const TensorEntry<T>& entry, const
     }
     if (h.flags & FLAG_MASK_SAME) {
         mask.vector = *reinterpret_cast<const V*>(static_cast<const T*>(entry.mask) + i);
+    } else if (h.flags & FLAG_MASK_BYTE) {  // the width bytes in one load, not width loads
+        const typename Vector<T>::bytes packed =
+            *reinterpret_cast<const typename Vector<T>::bytes*>(static_cast<const unsigned char*>(entry.mask) + i);
+        for (int k = 0; k < width; ++k) mask.lane[k] = ((packed >> (8 * k)) & 0xffu) != 0u ? T(1) : T(0);
     } else {
-        for (int k = 0; k < width; ++k) mask.lane[k] = keeps(entry, i + k) ? T(1) : T(0);
+        for (int k = 0; k < width; ++k) mask.lane[k] = T(1);
     }
 #pragma unroll
     for (int k = 0; k < width; ++k) {

@@ -52,8 +52,18 @@ def function(name, kernel):
     return module(name).get_function(kernel)
 
 
-def address(array):
-    """The address of an array's first element: on the GPU for CuPy, in host memory for NumPy."""
+def address(array, device):
+    """The address of ``array``'s first element, for a kernel running on ``device``.
+
+    Raises TypeError when ``device`` cannot read the array (``device.holds``): on a
+    GPU a NumPy array's host address would reach the kernel as a device pointer
+    (an illegal-address error, or silent reads through host memory). The CPU
+    emulator holds NumPy arrays, so there their host addresses are the right ones.
+    """
+    if not device.holds(array):
+        kind = f"{type(array).__module__.split('.')[0]}.{type(array).__name__}"
+        raise TypeError(f"kernels: a {kind} of shape {tuple(array.shape)} ({array.dtype}) cannot reach a "
+                        f"kernel on {device!r}; move it to that device first")
     return array.data.ptr if backend.is_cupy_array(array) else array.ctypes.data
 
 
@@ -69,6 +79,9 @@ class Device:
 
     def __init__(self, name):
         self.name = name
+
+    def __repr__(self):
+        return f"the GPU (kernels/{self.name}.cu)"
 
     @property
     def xp(self):
@@ -86,13 +99,18 @@ class Device:
         return self.xp.cuda.Device().attributes["MultiProcessorCount"]
 
     def tickets(self, count):
-        """A zeroed uint32 buffer of at least ``count`` tickets; the kernels leave it zeroed."""
+        """A zeroed uint32 buffer of at least ``count`` tickets; the kernels leave it zeroed.
+
+        One buffer per (GPU, stream): launches on one stream run one after another,
+        so each finds the counters zeroed by the one before; launches on two streams
+        may run at once and must not take tickets from the same counters.
+        """
         xp = self.xp
         cache = self.__dict__.setdefault("_tickets", {})
-        device = xp.cuda.runtime.getDevice()
-        if device not in cache or cache[device].size < count:
-            cache[device] = xp.zeros(max(count, 1024), dtype=np.uint32)
-        return cache[device]
+        key = (xp.cuda.runtime.getDevice(), xp.cuda.get_current_stream().ptr)
+        if key not in cache or cache[key].size < count:
+            cache[key] = xp.zeros(max(count, 1024), dtype=np.uint32)
+        return cache[key]
 
 
 def compile_for(name, arch):
