@@ -113,19 +113,25 @@ class Device:
         return cache[key]
 
 
-def compile_for(name, arch):
+def compile_for(name, arch, options=()):
     """Compile kernels/<name>.cu for ``arch`` (e.g. 'sm_90') with NVRTC; no GPU needed.
 
     Returns the cubin bytes; raises RuntimeError with NVRTC's log on a compile error.
     """
+    return compile_for_source(source(name), arch, options, f"{name}.cu")[0]
+
+
+def compile_for_source(code, arch, options=(), filename="kernel.cu"):
+    """(cubin bytes, NVRTC's log) for CUDA source ``code``; ``options`` are extra NVRTC options
+    (``("--ptxas-options=-v",)`` puts registers and spills per kernel in the log)."""
     from cupy_backends.cuda.libs import nvrtc
-    program = nvrtc.createProgram(source(name), f"{name}.cu", [], [])
+    program = nvrtc.createProgram(code, filename, [], [])
     try:
         try:
-            nvrtc.compileProgram(program, [f"--gpu-architecture={arch}", *NVRTC_OPTIONS])
+            nvrtc.compileProgram(program, [f"--gpu-architecture={arch}", *NVRTC_OPTIONS, *options])
         except nvrtc.NVRTCError as error:
-            raise RuntimeError(f"kernels: {name}.cu does not compile for {arch}: {error}\n"
+            raise RuntimeError(f"kernels: {filename} does not compile for {arch}: {error}\n"
                                f"{nvrtc.getProgramLog(program)}") from None
-        return nvrtc.getCUBIN(program)
+        return nvrtc.getCUBIN(program), nvrtc.getProgramLog(program)
     finally:
         nvrtc.destroyProgram(program)
