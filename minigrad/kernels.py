@@ -98,6 +98,17 @@ class Device:
     def multiprocessors(self):
         return self.xp.cuda.Device().attributes["MultiProcessorCount"]
 
+    def resident_blocks(self, kernel, threads):
+        """How many blocks of ``threads`` threads of ``kernel`` one multiprocessor holds at once
+        (CUDA's occupancy query: registers, shared memory and the block limit all count)."""
+        cache = self.__dict__.setdefault("_resident", {})
+        key = (self.xp.cuda.runtime.getDevice(), kernel, threads)
+        if key not in cache:
+            from cupy_backends.cuda.api import driver
+            cache[key] = max(1, driver.occupancyMaxActiveBlocksPerMultiprocessor(
+                self.kernel(kernel).kernel.ptr, threads, 0))
+        return cache[key]
+
     def tickets(self, count):
         """A zeroed uint32 buffer of at least ``count`` tickets; the kernels leave it zeroed.
 
