@@ -22,8 +22,14 @@
 // A thread loads UNITS_IN_FLIGHT units (of V floats, from every input it reads)
 // before it uses the first, so that many loads are in flight per thread; the
 // host sizes the grid to one wave of resident blocks (an occupancy query).
-// __launch_bounds__(threads, MIN_BLOCKS) keeps each kernel at 40 registers or
-// fewer, so that 6 blocks of 256 threads fit on a multiprocessor.
+// Registers: __launch_bounds__(threads, MIN_BLOCKS_SCALAR = 6) keeps the V = 1
+// kernels at 40 registers or fewer (6 blocks of 256 threads per multiprocessor).
+// The V = 4 kernels hold 4 float4 units of up to two inputs (32 registers of data
+// alone) plus their 64-bit positions, so they are allowed 64 registers
+// (MIN_BLOCKS_FLOAT4 = 4 blocks, 1024 threads per multiprocessor): with 64 to 128
+// bytes in flight per thread that is 64 to 128 KB per multiprocessor, more than
+// the latency of memory needs, and nothing spills (capped at 40, they spilled).
+// tests/test_kernel_registers.py checks that no kernel spills.
 //
 // Kernels (B = 4*N*C*S bytes, one pass over one tensor):
 //   batch_norm_statistics_{planar,rows}_v{1,4}: each thread sums x - shift and
@@ -55,7 +61,8 @@
 #define PLANAR_THREADS 256
 #define ROWS_X 32
 #define ROWS_Y 8
-#define MIN_BLOCKS 6        // resident 256-thread blocks per multiprocessor: <= 40 registers
+#define MIN_BLOCKS_SCALAR 6  // resident 256-thread blocks per multiprocessor: <= 40 registers (V = 1)
+#define MIN_BLOCKS_FLOAT4 4  // <= 64 registers (V = 4): see the header
 #define UNITS_IN_FLIGHT 4
 #define FULL_MASK 0xffffffffu
 
@@ -136,10 +143,12 @@ template <class T, int V>
 __device__ void column_merge(T (&value)[V]) {
     __shared__ T rows[ROWS_Y][ROWS_X * V];
     __syncthreads();
+#pragma unroll
     for (int lane = 0; lane < V; ++lane) rows[threadIdx.y][threadIdx.x * V + lane] = value[lane];
     __syncthreads();
     if (threadIdx.y == 0)
         for (int y = 1; y < ROWS_Y; ++y)
+#pragma unroll
             for (int lane = 0; lane < V; ++lane) value[lane] = merge(value[lane], rows[y][threadIdx.x * V + lane]);
 }
 
@@ -175,24 +184,26 @@ struct Units {
 template <class Visit>
 __device__ __forceinline__ void walk_chunk(const BatchNormArguments& a, long long c, long long begin,
                                            long long end, Visit visit) {
-    long long u = begin + threadIdx.x;
-    if (u >= end) return;
-    const long long S = a.S, step = blockDim.x;
-    long long s = u % S;
-    long long index = ((u / S) * a.C + c) * S + s;
-    const long long step_rows = step / S, step_cols = step - step_rows * S;
+    const long long first = begin + threadIdx.x;
+    if (first >= end) return;
+    const int S = (int)a.S, step = blockDim.x;  // S < 2^31 (the host checks)
+    int s = (int)(first % S);
+    long long index = ((first / S) * a.C + c) * S + s;
+    const int step_rows = step / S, step_cols = step - step_rows * S;
     const long long jump = step_rows * a.C * S + step_cols, wrap = (a.C - 1) * S;
     auto advance = [&]() {
         index += jump;
         s += step_cols;
         if (s >= S) { s -= S; index += wrap; }
     };
-    for (; u + (UNITS_IN_FLIGHT - 1) * step < end; u += UNITS_IN_FLIGHT * step) {
+    int remaining = (int)((end - first + step - 1) / step);  // this thread's units
+    for (; remaining >= UNITS_IN_FLIGHT; remaining -= UNITS_IN_FLIGHT) {
         Units<UNITS_IN_FLIGHT> units;
+#pragma unroll
         for (int k = 0; k < UNITS_IN_FLIGHT; ++k) { units.at[k] = index; advance(); }
         visit(units);
     }
-    for (; u < end; u += step) {
+    for (; remaining > 0; --remaining) {
         visit(Units<1>{{index}});
         advance();
     }
@@ -205,6 +216,7 @@ __device__ __forceinline__ void walk_rows(long long units_per_row, long long uni
     long long n = begin + threadIdx.y;
     for (; n + (UNITS_IN_FLIGHT - 1) * ROWS_Y < end; n += UNITS_IN_FLIGHT * ROWS_Y) {
         Units<UNITS_IN_FLIGHT> units;
+#pragma unroll
         for (int k = 0; k < UNITS_IN_FLIGHT; ++k) units.at[k] = (n + k * ROWS_Y) * units_per_row + unit;
         visit(units);
     }
@@ -282,7 +294,9 @@ __device__ void statistics_planar(const BatchNormArguments a) {
         constexpr int K = sizeof(units.at) / sizeof(units.at[0]);
         float v[K][V];
         load_units(a.x, units, v);
+#pragma unroll
         for (int k = 0; k < K; ++k)
+#pragma unroll
             for (int lane = 0; lane < V; ++lane) {
                 const float d = v[k][lane] - shift;
                 sum += d;
@@ -310,13 +324,16 @@ __device__ void statistics_rows(const BatchNormArguments a) {
     const long long row_begin = blockIdx.y * a.chunk_units, row_end = min(a.N, row_begin + a.chunk_units);
     const bool mine = unit < units_per_row;
     float shift[V], sum[V] = {}, sum_squares[V] = {}, seen = 0.f;
+#pragma unroll
     for (int lane = 0; lane < V; ++lane) shift[lane] = mine ? a.x[unit * V + lane] : 0.f;  // row 0's values
     if (mine)
         walk_rows(units_per_row, unit, row_begin, row_end, [&](const auto& units) {
             constexpr int K = sizeof(units.at) / sizeof(units.at[0]);
             float v[K][V];
             load_units(a.x, units, v);
+#pragma unroll
             for (int k = 0; k < K; ++k)
+#pragma unroll
                 for (int lane = 0; lane < V; ++lane) {
                     const float d = v[k][lane] - shift[lane];
                     sum[lane] += d;
@@ -325,16 +342,19 @@ __device__ void statistics_rows(const BatchNormArguments a) {
             seen += K;
         });
     Welford w[V];
+#pragma unroll
     for (int lane = 0; lane < V; ++lane) w[lane] = from_shifted_sums(seen, shift[lane], sum[lane], sum_squares[lane]);
     column_merge(w);
     const long long spread = a.C * a.chunks;
     if (threadIdx.y == 0 && mine)
+#pragma unroll
         for (int lane = 0; lane < V; ++lane) {
             const long long slot = (unit * V + lane) * a.chunks + blockIdx.y;
             a.partial[slot] = w[lane].mean;
             a.partial[spread + slot] = w[lane].m2;
         }
     if (!last_to_arrive(a.tickets + blockIdx.x, (unsigned int)a.chunks)) return;
+#pragma unroll
     for (int lane = 0; lane < V; ++lane) {
         w[lane] = {0.f, 0.f, 0.f};
         if (mine)
@@ -346,6 +366,7 @@ __device__ void statistics_rows(const BatchNormArguments a) {
     }
     column_merge(w);
     if (threadIdx.y == 0 && mine)
+#pragma unroll
         for (int lane = 0; lane < V; ++lane) write_statistics(a, unit * V + lane, w[lane]);
 }
 
@@ -370,7 +391,9 @@ struct MapUnits {
     __device__ __forceinline__ void operator()(const Units<K>& units) const {
         float v[K][V];
         load_units(a.x, units, v);
+#pragma unroll
         for (int k = 0; k < K; ++k) {
+#pragma unroll
             for (int lane = 0; lane < V; ++lane) v[k][lane] = f(lane, v[k][lane]);
             store<V>(a.output, units.at[k], v[k]);
         }
@@ -390,6 +413,7 @@ __device__ void normalize_rows(const BatchNormArguments a) {
     const long long units_per_row = a.C / V, unit = (long long)blockIdx.x * ROWS_X + threadIdx.x;
     if (unit >= units_per_row) return;
     Affine affine[V];
+#pragma unroll
     for (int lane = 0; lane < V; ++lane) affine[lane] = affine_of(a, unit * V + lane);
     auto per_lane = [&affine](int lane, float value) { return affine[lane](value); };
     walk_rows(units_per_row, unit, blockIdx.y * a.chunk_units, min(a.N, (blockIdx.y + 1) * a.chunk_units),
@@ -404,7 +428,9 @@ __device__ __forceinline__ void add_gradient_units(const BatchNormArguments& a, 
     float dy[K][V], v[K][V];
     load_units(a.grad_output, units, dy);
     load_units(a.x, units, v);
+#pragma unroll
     for (int k = 0; k < K; ++k)
+#pragma unroll
         for (int lane = 0; lane < V; ++lane) {
             sums[lane].dy += dy[k][lane];
             sums[lane].dy_xc += dy[k][lane] * (v[k][lane] - center[lane]);
@@ -416,9 +442,11 @@ __device__ void backward_sums_planar(const BatchNormArguments a) {
     const PlanarChunk at = planar_chunk(a);
     float center[V];
     Sums lanes[V];
+#pragma unroll
     for (int lane = 0; lane < V; ++lane) { center[lane] = a.mean[at.c]; lanes[lane] = {0.f, 0.f}; }
     walk_chunk(a, at.c, at.begin, at.end, [&](const auto& units) { add_gradient_units(a, units, center, lanes); });
     Sums sums = lanes[0];
+#pragma unroll
     for (int lane = 1; lane < V; ++lane) sums = merge(sums, lanes[lane]);
     sums = block_merge(sums);
     const long long slot = at.c * a.chunks + at.chunk, spread = a.C * a.chunks;
@@ -438,6 +466,7 @@ __device__ void backward_sums_rows(const BatchNormArguments a) {
     const bool mine = unit < units_per_row;
     Sums sums[V];
     float center[V];
+#pragma unroll
     for (int lane = 0; lane < V; ++lane) {
         sums[lane] = {0.f, 0.f};
         center[lane] = mine ? a.mean[unit * V + lane] : 0.f;
@@ -448,12 +477,14 @@ __device__ void backward_sums_rows(const BatchNormArguments a) {
     column_merge(sums);
     const long long spread = a.C * a.chunks;
     if (threadIdx.y == 0 && mine)
+#pragma unroll
         for (int lane = 0; lane < V; ++lane) {
             const long long slot = (unit * V + lane) * a.chunks + blockIdx.y;
             a.partial[slot] = sums[lane].dy;
             a.partial[spread + slot] = sums[lane].dy_xc;
         }
     if (!last_to_arrive(a.tickets + blockIdx.x, (unsigned int)a.chunks)) return;
+#pragma unroll
     for (int lane = 0; lane < V; ++lane) {
         sums[lane] = {0.f, 0.f};
         if (mine)
@@ -464,6 +495,7 @@ __device__ void backward_sums_rows(const BatchNormArguments a) {
     }
     column_merge(sums);
     if (threadIdx.y == 0 && mine)
+#pragma unroll
         for (int lane = 0; lane < V; ++lane) {
             const long long c = unit * V + lane;
             a.sum_dy[c] = sums[lane].dy;
@@ -501,7 +533,9 @@ struct InputGradientUnits {
         float dy[K][V], v[K][V] = {};
         load_units(a.grad_output, units, dy);
         if (a.count != nullptr) load_units(a.x, units, v);
+#pragma unroll
         for (int k = 0; k < K; ++k) {
+#pragma unroll
             for (int lane = 0; lane < V; ++lane) dy[k][lane] = g(lane)(dy[k][lane], v[k][lane]);
             store<V>(a.output, units.at[k], dy[k]);
         }
@@ -521,6 +555,7 @@ __device__ void backward_input_rows(const BatchNormArguments a) {
     const long long units_per_row = a.C / V, unit = (long long)blockIdx.x * ROWS_X + threadIdx.x;
     if (unit >= units_per_row) return;
     InputGradient g[V];
+#pragma unroll
     for (int lane = 0; lane < V; ++lane) g[lane] = input_gradient_of(a, unit * V + lane);
     auto gradient_of = [&g](int lane) { return g[lane]; };
     walk_rows(units_per_row, unit, blockIdx.y * a.chunk_units, min(a.N, (blockIdx.y + 1) * a.chunk_units),
@@ -529,10 +564,10 @@ __device__ void backward_input_rows(const BatchNormArguments a) {
 
 // ----- the entry points: one per layout and vector width --------------------------------
 #define ENTRY(name, body, threads)                                                                          \
-    extern "C" __global__ void __launch_bounds__(threads, MIN_BLOCKS) name##_v1(const BatchNormArguments a) { \
+    extern "C" __global__ void __launch_bounds__(threads, MIN_BLOCKS_SCALAR) name##_v1(const BatchNormArguments a) { \
         body<1>(a);                                                                                           \
     }                                                                                                         \
-    extern "C" __global__ void __launch_bounds__(threads, MIN_BLOCKS) name##_v4(const BatchNormArguments a) { \
+    extern "C" __global__ void __launch_bounds__(threads, MIN_BLOCKS_FLOAT4) name##_v4(const BatchNormArguments a) { \
         body<4>(a);                                                                                           \
     }
 

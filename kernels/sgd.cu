@@ -148,27 +148,31 @@ __device__ __forceinline__ void update_vector(const TensorEntry<T>& entry, const
     const int width = Vector<T>::width;
     const bool momentum = (h.flags & FLAG_MOMENTUM) != 0;
     union Lanes { V vector; T lane[Vector<T>::width]; };
-    Lanes weight, grad, buffer, mask;
+    Lanes weight, grad, buffer;
+    unsigned int keep = (1u << width) - 1u;  // bit k: lane k is not pruned
     weight.vector = *reinterpret_cast<const V*>(entry.param + i);
     grad.vector = *reinterpret_cast<const V*>(entry.grad + i);
     if (momentum && !(h.flags & FLAG_FIRST_STEP)) {
         buffer.vector = *reinterpret_cast<const V*>(entry.momentum_buffer + i);
     } else {
+#pragma unroll
         for (int k = 0; k < width; ++k) buffer.lane[k] = T(0);
     }
     if (h.flags & FLAG_MASK_SAME) {
+        Lanes mask;
         mask.vector = *reinterpret_cast<const V*>(static_cast<const T*>(entry.mask) + i);
+        keep = 0u;
+#pragma unroll
+        for (int k = 0; k < width; ++k) keep |= (mask.lane[k] != T(0) ? 1u : 0u) << k;
     } else if (h.flags & FLAG_MASK_BYTE) {  // the width bytes in one load, not width loads
         const typename Vector<T>::bytes packed =
             *reinterpret_cast<const typename Vector<T>::bytes*>(static_cast<const unsigned char*>(entry.mask) + i);
-        for (int k = 0; k < width; ++k) mask.lane[k] = ((packed >> (8 * k)) & 0xffu) != 0u ? T(1) : T(0);
-    } else {
-        for (int k = 0; k < width; ++k) mask.lane[k] = T(1);
+        keep = 0u;
+#pragma unroll
+        for (int k = 0; k < width; ++k) keep |= (((packed >> (8 * k)) & 0xffu) != 0u ? 1u : 0u) << k;
     }
 #pragma unroll
-    for (int k = 0; k < width; ++k) {
-        update_element(weight.lane[k], grad.lane[k], buffer.lane[k], mask.lane[k] != T(0), h);
-    }
+    for (int k = 0; k < width; ++k) update_element(weight.lane[k], grad.lane[k], buffer.lane[k], ((keep >> k) & 1u) != 0u, h);
     *reinterpret_cast<V*>(entry.param + i) = weight.vector;
     if (momentum) *reinterpret_cast<V*>(entry.momentum_buffer + i) = buffer.vector;
 }

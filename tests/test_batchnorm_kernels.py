@@ -185,7 +185,7 @@ def test_layer_runs_on_the_kernels(device, rng):
 
 def test_host_constants_match_the_kernel_source():
     defines = dict(re.findall(r"#define (\w+)\s+(\d+)", kernels.source("batchnorm")))
-    for name in ("PLANAR_THREADS", "ROWS_X", "ROWS_Y", "MIN_BLOCKS"):
+    for name in ("PLANAR_THREADS", "ROWS_X", "ROWS_Y", "MIN_BLOCKS_SCALAR", "MIN_BLOCKS_FLOAT4"):
         assert int(defines[name]) == getattr(batchnorm_cuda, name), name
 
 

@@ -24,7 +24,7 @@ from .batchnorm_steps import BatchNormSteps
 # Each must match its #define in kernels/batchnorm.cu (tests/test_batchnorm_kernels.py checks).
 PLANAR_THREADS = 256
 ROWS_X, ROWS_Y = 32, 8
-MIN_BLOCKS = 6              # the kernels' __launch_bounds__: resident blocks when the device cannot say
+MIN_BLOCKS_SCALAR, MIN_BLOCKS_FLOAT4 = 6, 4  # __launch_bounds__: resident blocks when the device cannot say
 UNITS_PER_THREAD = 4        # fewer than this per thread and a chunk is not worth a block
 MAX_GRID_Y = 65535
 
@@ -42,9 +42,11 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
-def _resident_blocks(kernel, threads):
+def _resident_blocks(kernel, threads, vector):
     query = getattr(device, "resident_blocks", None)  # the CPU emulator has no occupancy to ask
-    return MIN_BLOCKS if query is None else query(kernel, threads)
+    if query is None:
+        return MIN_BLOCKS_FLOAT4 if vector == 4 else MIN_BLOCKS_SCALAR
+    return query(kernel, threads)
 
 
 class _Layout:
@@ -58,13 +60,16 @@ class _Layout:
     def __init__(self, kernel, shape, arrays):
         n, c = shape[0], shape[1]
         s = math.prod(shape[2:])
+        if s >= 2 ** 31:
+            raise ValueError(f"batch_norm: {s} values per (sample, channel) plane exceed the kernels' 32-bit "
+                             f"plane index (input shape {tuple(shape)})")
         rows = s == 1
         inner = c if rows else s
         aligned = all(kernels.address(array, device) % 16 == 0 for array in arrays)
         vector = 4 if inner % 4 == 0 and aligned else 1
         self.kernel = f"{kernel}_{'rows' if rows else 'planar'}_v{vector}"
         threads = ROWS_X * ROWS_Y if rows else PLANAR_THREADS
-        target_blocks = _resident_blocks(self.kernel, threads) * device.multiprocessors
+        target_blocks = _resident_blocks(self.kernel, threads, vector) * device.multiprocessors
         if rows:
             groups = _ceil_div(c // vector, ROWS_X)
             most = min(MAX_GRID_Y, max(1, _ceil_div(n, ROWS_Y * UNITS_PER_THREAD)))
