@@ -68,19 +68,13 @@
 
 struct BatchNormArguments {
     long long N, C, S, chunks, chunk_units;  // S and chunk_units in units of V floats
-    const float* x;                          // (N, C, S)
-    const float* grad_output;                // (N, C, S)
+    const float *x, *grad_output;            // (N, C, S)
     float* output;                           // (N, C, S): y, or dx
-    const float* weight;                     // (C,) each, from here on
-    const float* bias;
-    float* running_mean;
-    float* running_var;
-    float* mean;                             // written by statistics, read by the others
-    float* invstd;
-    float* m2;
+    const float *weight, *bias;              // (C,) each, from here on
+    float *running_mean, *running_var;
+    float *mean, *invstd, *m2;               // written by statistics, read by the others
     const double* count;                     // values per channel
-    float* sum_dy;
-    float* sum_dy_xhat;
+    float *sum_dy, *sum_dy_xhat;
     float* partial;                          // 2 * C * chunks: the blocks' partial results
     unsigned int* tickets;
     float momentum, eps;
@@ -143,12 +137,10 @@ template <class T, int V>
 __device__ void column_merge(T (&value)[V]) {
     __shared__ T rows[ROWS_Y][ROWS_X * V];
     __syncthreads();
-#pragma unroll
     for (int lane = 0; lane < V; ++lane) rows[threadIdx.y][threadIdx.x * V + lane] = value[lane];
     __syncthreads();
     if (threadIdx.y == 0)
         for (int y = 1; y < ROWS_Y; ++y)
-#pragma unroll
             for (int lane = 0; lane < V; ++lane) value[lane] = merge(value[lane], rows[y][threadIdx.x * V + lane]);
 }
 
@@ -158,18 +150,14 @@ __device__ __forceinline__ void load(const float* data, long long unit, float (&
     if constexpr (V == 4) {
         float4 q = reinterpret_cast<const float4*>(data)[unit];
         out[0] = q.x; out[1] = q.y; out[2] = q.z; out[3] = q.w;
-    } else {
-        out[0] = data[unit];
-    }
+    } else { out[0] = data[unit]; }
 }
 
 template <int V>
 __device__ __forceinline__ void store(float* data, long long unit, const float (&in)[V]) {
     if constexpr (V == 4) {
         reinterpret_cast<float4*>(data)[unit] = make_float4(in[0], in[1], in[2], in[3]);
-    } else {
-        data[unit] = in[0];
-    }
+    } else { data[unit] = in[0]; }
 }
 
 // K unit positions, visited together: a visit loads all K before it uses any.
@@ -263,6 +251,61 @@ __device__ __forceinline__ bool last_to_arrive(unsigned int* ticket, unsigned in
     return last;
 }
 
+// ----- the end of a reduction: partials per block, merged by the last block ----------
+// partial[slot] and partial[C * chunks + slot] hold one block's two numbers, slot = channel * chunks + chunk.
+__device__ __forceinline__ void store_partial(const BatchNormArguments& a, long long slot, Welford w) {
+    a.partial[slot] = w.mean;
+    a.partial[a.C * a.chunks + slot] = w.m2;
+}
+
+__device__ __forceinline__ void store_partial(const BatchNormArguments& a, long long slot, Sums sums) {
+    a.partial[slot] = sums.dy;
+    a.partial[a.C * a.chunks + slot] = sums.dy_xc;
+}
+
+// A block's partial back; `values` is how many values its chunk held (Welford needs it, Sums not).
+__device__ __forceinline__ Welford load_partial(const BatchNormArguments& a, long long slot, float values, Welford) {
+    return {values, __ldcg(a.partial + slot), __ldcg(a.partial + a.C * a.chunks + slot)};
+}
+
+__device__ __forceinline__ Sums load_partial(const BatchNormArguments& a, long long slot, float, Sums) {
+    return {__ldcg(a.partial + slot), __ldcg(a.partial + a.C * a.chunks + slot)};
+}
+
+// Planar: merge the block's threads, store its partial; the channel's last block merges every
+// partial in chunk order (deterministic) and calls write(channel, total) in thread 0.
+template <int V, class T, class Write>
+__device__ void finish_planar(const BatchNormArguments& a, const PlanarChunk& at, T value, Write write) {
+    value = block_merge(value);
+    if (threadIdx.x == 0) store_partial(a, at.c * a.chunks + at.chunk, value);
+    if (!last_to_arrive(a.tickets + at.c, (unsigned int)a.chunks)) return;
+    T total{};
+    for (long long k = threadIdx.x; k < a.chunks; k += blockDim.x)
+        total = merge(total, load_partial(a, at.c * a.chunks + k, chunk_count(a, k, a.N * a.S, V), T{}));
+    total = block_merge(total);
+    if (threadIdx.x == 0) write(at.c, total);
+}
+
+// Rows: the same per lane of the 32 units; blockIdx.y is the chunk of rows.
+template <int V, class T, class Write>
+__device__ void finish_rows(const BatchNormArguments& a, long long unit, T (&value)[V], Write write) {
+    const bool mine = unit < a.C / V;
+    column_merge(value);
+    if (threadIdx.y == 0 && mine)
+        for (int lane = 0; lane < V; ++lane) store_partial(a, (unit * V + lane) * a.chunks + blockIdx.y, value[lane]);
+    if (!last_to_arrive(a.tickets + blockIdx.x, (unsigned int)a.chunks)) return;
+    for (int lane = 0; lane < V; ++lane) {
+        value[lane] = T{};
+        if (mine)
+            for (long long k = threadIdx.y; k < a.chunks; k += ROWS_Y)
+                value[lane] = merge(value[lane], load_partial(a, (unit * V + lane) * a.chunks + k,
+                                                              chunk_count(a, k, a.N, 1), T{}));
+    }
+    column_merge(value);
+    if (threadIdx.y == 0 && mine)
+        for (int lane = 0; lane < V; ++lane) write(unit * V + lane, value[lane]);
+}
+
 // ----- finalize: invstd and the running statistics of one channel ------------------
 __device__ __forceinline__ void finalize_channel(const BatchNormArguments& a, long long c, double count, float mean,
                                                  float m2) {
@@ -285,37 +328,33 @@ __device__ __forceinline__ void write_statistics(const BatchNormArguments& a, lo
 }
 
 // ----- training statistics -----------------------------------------------------------
+// Adds (x - shift) and (x - shift)^2 of K units to the per-lane sums; counts the rows seen.
+template <int K, int V>
+__device__ __forceinline__ void add_shifted_units(const BatchNormArguments& a, const Units<K>& units,
+                                                  const float (&shift)[V], float (&sum)[V], float (&sum_squares)[V],
+                                                  float& seen) {
+    float v[K][V];
+    load_units(a.x, units, v);
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+        for (int lane = 0; lane < V; ++lane) {
+            const float d = v[k][lane] - shift[lane];
+            sum[lane] += d;
+            sum_squares[lane] += d * d;
+        }
+    seen += K;
+}
+
 template <int V>
 __device__ void statistics_planar(const BatchNormArguments a) {
     const PlanarChunk at = planar_chunk(a);
-    const float shift = a.x[at.c * a.S * V];  // the channel's first value
-    float sum = 0.f, sum_squares = 0.f, seen = 0.f;
-    walk_chunk(a, at.c, at.begin, at.end, [&](const auto& units) {
-        constexpr int K = sizeof(units.at) / sizeof(units.at[0]);
-        float v[K][V];
-        load_units(a.x, units, v);
-#pragma unroll
-        for (int k = 0; k < K; ++k)
-#pragma unroll
-            for (int lane = 0; lane < V; ++lane) {
-                const float d = v[k][lane] - shift;
-                sum += d;
-                sum_squares += d * d;
-            }
-        seen += K * V;
-    });
-    Welford w = block_merge(from_shifted_sums(seen, shift, sum, sum_squares));
-    const long long units = a.N * a.S, slot = at.c * a.chunks + at.chunk, spread = a.C * a.chunks;
-    if (threadIdx.x == 0) { a.partial[slot] = w.mean; a.partial[spread + slot] = w.m2; }
-    if (!last_to_arrive(a.tickets + at.c, (unsigned int)a.chunks)) return;
-    Welford total = {0.f, 0.f, 0.f};
-    for (long long k = threadIdx.x; k < a.chunks; k += blockDim.x) {
-        const long long from = at.c * a.chunks + k;
-        total = merge(total, Welford{chunk_count(a, k, units, V), __ldcg(a.partial + from),
-                                     __ldcg(a.partial + spread + from)});
-    }
-    total = block_merge(total);
-    if (threadIdx.x == 0) write_statistics(a, at.c, total);
+    float shift[V], sum[V] = {}, sum_squares[V] = {}, seen = 0.f;
+    for (int lane = 0; lane < V; ++lane) shift[lane] = a.x[at.c * a.S * V];  // the channel's first value
+    walk_chunk(a, at.c, at.begin, at.end,
+               [&](const auto& units) { add_shifted_units(a, units, shift, sum, sum_squares, seen); });
+    Welford w = from_shifted_sums(seen, shift[0], sum[0], sum_squares[0]);
+    for (int lane = 1; lane < V; ++lane) w = merge(w, from_shifted_sums(seen, shift[0], sum[lane], sum_squares[lane]));
+    finish_planar<V>(a, at, w, [&](long long c, Welford total) { write_statistics(a, c, total); });
 }
 
 template <int V>
@@ -324,50 +363,13 @@ __device__ void statistics_rows(const BatchNormArguments a) {
     const long long row_begin = blockIdx.y * a.chunk_units, row_end = min(a.N, row_begin + a.chunk_units);
     const bool mine = unit < units_per_row;
     float shift[V], sum[V] = {}, sum_squares[V] = {}, seen = 0.f;
-#pragma unroll
     for (int lane = 0; lane < V; ++lane) shift[lane] = mine ? a.x[unit * V + lane] : 0.f;  // row 0's values
     if (mine)
-        walk_rows(units_per_row, unit, row_begin, row_end, [&](const auto& units) {
-            constexpr int K = sizeof(units.at) / sizeof(units.at[0]);
-            float v[K][V];
-            load_units(a.x, units, v);
-#pragma unroll
-            for (int k = 0; k < K; ++k)
-#pragma unroll
-                for (int lane = 0; lane < V; ++lane) {
-                    const float d = v[k][lane] - shift[lane];
-                    sum[lane] += d;
-                    sum_squares[lane] += d * d;
-                }
-            seen += K;
-        });
+        walk_rows(units_per_row, unit, row_begin, row_end,
+                  [&](const auto& units) { add_shifted_units(a, units, shift, sum, sum_squares, seen); });
     Welford w[V];
-#pragma unroll
     for (int lane = 0; lane < V; ++lane) w[lane] = from_shifted_sums(seen, shift[lane], sum[lane], sum_squares[lane]);
-    column_merge(w);
-    const long long spread = a.C * a.chunks;
-    if (threadIdx.y == 0 && mine)
-#pragma unroll
-        for (int lane = 0; lane < V; ++lane) {
-            const long long slot = (unit * V + lane) * a.chunks + blockIdx.y;
-            a.partial[slot] = w[lane].mean;
-            a.partial[spread + slot] = w[lane].m2;
-        }
-    if (!last_to_arrive(a.tickets + blockIdx.x, (unsigned int)a.chunks)) return;
-#pragma unroll
-    for (int lane = 0; lane < V; ++lane) {
-        w[lane] = {0.f, 0.f, 0.f};
-        if (mine)
-            for (long long k = threadIdx.y; k < a.chunks; k += ROWS_Y) {
-                const long long from = (unit * V + lane) * a.chunks + k;
-                w[lane] = merge(w[lane], Welford{chunk_count(a, k, a.N, 1), __ldcg(a.partial + from),
-                                                 __ldcg(a.partial + spread + from)});
-            }
-    }
-    column_merge(w);
-    if (threadIdx.y == 0 && mine)
-#pragma unroll
-        for (int lane = 0; lane < V; ++lane) write_statistics(a, unit * V + lane, w[lane]);
+    finish_rows<V>(a, unit, w, [&](long long c, Welford total) { write_statistics(a, c, total); });
 }
 
 // ----- normalize: y = (x - mean) * invstd * weight + bias ------------------------------
@@ -382,19 +384,22 @@ __device__ __forceinline__ Affine affine_of(const BatchNormArguments& a, long lo
     return {a.mean[c], a.weight != nullptr ? invstd * a.weight[c] : invstd, a.bias != nullptr ? a.bias[c] : 0.f};
 }
 
-// Loads K units of x, maps each value through f (one per lane), stores them to the output.
+// Loads K units of `first` (and of x, when with_x), stores f(lane, first value, x value) of
+// each to the output: normalize (first = x) and the input gradient (first = dy).
 template <int V, class PerLane>
 struct MapUnits {
     const BatchNormArguments& a;
+    const float* first;
+    bool with_x;
     PerLane f;
     template <int K>
     __device__ __forceinline__ void operator()(const Units<K>& units) const {
-        float v[K][V];
-        load_units(a.x, units, v);
+        float v[K][V], x[K][V] = {};
+        load_units(first, units, v);
+        if (with_x) load_units(a.x, units, x);
 #pragma unroll
         for (int k = 0; k < K; ++k) {
-#pragma unroll
-            for (int lane = 0; lane < V; ++lane) v[k][lane] = f(lane, v[k][lane]);
+            for (int lane = 0; lane < V; ++lane) v[k][lane] = f(lane, v[k][lane], x[k][lane]);
             store<V>(a.output, units.at[k], v[k]);
         }
     }
@@ -404,8 +409,8 @@ template <int V>
 __device__ void normalize_planar(const BatchNormArguments a) {
     const PlanarChunk at = planar_chunk(a);
     const Affine affine = affine_of(a, at.c);
-    auto per_lane = [affine](int, float value) { return affine(value); };
-    walk_chunk(a, at.c, at.begin, at.end, MapUnits<V, decltype(per_lane)>{a, per_lane});
+    auto per_lane = [affine](int, float value, float) { return affine(value); };
+    walk_chunk(a, at.c, at.begin, at.end, MapUnits<V, decltype(per_lane)>{a, a.x, false, per_lane});
 }
 
 template <int V>
@@ -413,11 +418,10 @@ __device__ void normalize_rows(const BatchNormArguments a) {
     const long long units_per_row = a.C / V, unit = (long long)blockIdx.x * ROWS_X + threadIdx.x;
     if (unit >= units_per_row) return;
     Affine affine[V];
-#pragma unroll
     for (int lane = 0; lane < V; ++lane) affine[lane] = affine_of(a, unit * V + lane);
-    auto per_lane = [&affine](int lane, float value) { return affine[lane](value); };
+    auto per_lane = [&affine](int lane, float value, float) { return affine[lane](value); };
     walk_rows(units_per_row, unit, blockIdx.y * a.chunk_units, min(a.N, (blockIdx.y + 1) * a.chunk_units),
-              MapUnits<V, decltype(per_lane)>{a, per_lane});
+              MapUnits<V, decltype(per_lane)>{a, a.x, false, per_lane});
 }
 
 // ----- backward: per-channel sums, then dx ----------------------------------------------
@@ -430,11 +434,15 @@ __device__ __forceinline__ void add_gradient_units(const BatchNormArguments& a, 
     load_units(a.x, units, v);
 #pragma unroll
     for (int k = 0; k < K; ++k)
-#pragma unroll
         for (int lane = 0; lane < V; ++lane) {
             sums[lane].dy += dy[k][lane];
             sums[lane].dy_xc += dy[k][lane] * (v[k][lane] - center[lane]);
         }
+}
+
+__device__ __forceinline__ void write_sums(const BatchNormArguments& a, long long c, Sums total) {
+    a.sum_dy[c] = total.dy;
+    a.sum_dy_xhat[c] = total.dy_xc * a.invstd[c];
 }
 
 template <int V>
@@ -442,21 +450,11 @@ __device__ void backward_sums_planar(const BatchNormArguments a) {
     const PlanarChunk at = planar_chunk(a);
     float center[V];
     Sums lanes[V];
-#pragma unroll
     for (int lane = 0; lane < V; ++lane) { center[lane] = a.mean[at.c]; lanes[lane] = {0.f, 0.f}; }
     walk_chunk(a, at.c, at.begin, at.end, [&](const auto& units) { add_gradient_units(a, units, center, lanes); });
     Sums sums = lanes[0];
-#pragma unroll
     for (int lane = 1; lane < V; ++lane) sums = merge(sums, lanes[lane]);
-    sums = block_merge(sums);
-    const long long slot = at.c * a.chunks + at.chunk, spread = a.C * a.chunks;
-    if (threadIdx.x == 0) { a.partial[slot] = sums.dy; a.partial[spread + slot] = sums.dy_xc; }
-    if (!last_to_arrive(a.tickets + at.c, (unsigned int)a.chunks)) return;
-    Sums total = {0.f, 0.f};
-    for (long long k = threadIdx.x; k < a.chunks; k += blockDim.x)
-        total = merge(total, Sums{__ldcg(a.partial + at.c * a.chunks + k), __ldcg(a.partial + spread + at.c * a.chunks + k)});
-    total = block_merge(total);
-    if (threadIdx.x == 0) { a.sum_dy[at.c] = total.dy; a.sum_dy_xhat[at.c] = total.dy_xc * a.invstd[at.c]; }
+    finish_planar<V>(a, at, sums, [&](long long c, Sums total) { write_sums(a, c, total); });
 }
 
 template <int V>
@@ -466,7 +464,6 @@ __device__ void backward_sums_rows(const BatchNormArguments a) {
     const bool mine = unit < units_per_row;
     Sums sums[V];
     float center[V];
-#pragma unroll
     for (int lane = 0; lane < V; ++lane) {
         sums[lane] = {0.f, 0.f};
         center[lane] = mine ? a.mean[unit * V + lane] : 0.f;
@@ -474,33 +471,7 @@ __device__ void backward_sums_rows(const BatchNormArguments a) {
     if (mine)
         walk_rows(units_per_row, unit, row_begin, row_end,
                   [&](const auto& units) { add_gradient_units(a, units, center, sums); });
-    column_merge(sums);
-    const long long spread = a.C * a.chunks;
-    if (threadIdx.y == 0 && mine)
-#pragma unroll
-        for (int lane = 0; lane < V; ++lane) {
-            const long long slot = (unit * V + lane) * a.chunks + blockIdx.y;
-            a.partial[slot] = sums[lane].dy;
-            a.partial[spread + slot] = sums[lane].dy_xc;
-        }
-    if (!last_to_arrive(a.tickets + blockIdx.x, (unsigned int)a.chunks)) return;
-#pragma unroll
-    for (int lane = 0; lane < V; ++lane) {
-        sums[lane] = {0.f, 0.f};
-        if (mine)
-            for (long long k = threadIdx.y; k < a.chunks; k += ROWS_Y) {
-                const long long from = (unit * V + lane) * a.chunks + k;
-                sums[lane] = merge(sums[lane], Sums{__ldcg(a.partial + from), __ldcg(a.partial + spread + from)});
-            }
-    }
-    column_merge(sums);
-    if (threadIdx.y == 0 && mine)
-#pragma unroll
-        for (int lane = 0; lane < V; ++lane) {
-            const long long c = unit * V + lane;
-            a.sum_dy[c] = sums[lane].dy;
-            a.sum_dy_xhat[c] = sums[lane].dy_xc * a.invstd[c];
-        }
+    finish_rows<V>(a, unit, sums, [&](long long c, Sums total) { write_sums(a, c, total); });
 }
 
 // dx = scale * (dy - mean_dy) - slope * (x - mean): scale = weight*invstd,
@@ -523,31 +494,14 @@ __device__ __forceinline__ InputGradient input_gradient_of(const BatchNormArgume
     return g;
 }
 
-// dx of K units; x is read only in training (eval: dx = scale * dy).
-template <int V, class GradientOf>
-struct InputGradientUnits {
-    const BatchNormArguments& a;
-    GradientOf g;  // g(lane) -> that lane's InputGradient
-    template <int K>
-    __device__ __forceinline__ void operator()(const Units<K>& units) const {
-        float dy[K][V], v[K][V] = {};
-        load_units(a.grad_output, units, dy);
-        if (a.count != nullptr) load_units(a.x, units, v);
-#pragma unroll
-        for (int k = 0; k < K; ++k) {
-#pragma unroll
-            for (int lane = 0; lane < V; ++lane) dy[k][lane] = g(lane)(dy[k][lane], v[k][lane]);
-            store<V>(a.output, units.at[k], dy[k]);
-        }
-    }
-};
-
 template <int V>
 __device__ void backward_input_planar(const BatchNormArguments a) {
     const PlanarChunk at = planar_chunk(a);
     const InputGradient g = input_gradient_of(a, at.c);
-    auto gradient_of = [g](int) { return g; };
-    walk_chunk(a, at.c, at.begin, at.end, InputGradientUnits<V, decltype(gradient_of)>{a, gradient_of});
+    auto per_lane = [g](int, float dy, float value) { return g(dy, value); };
+    // x is read in training only (count given)
+    walk_chunk(a, at.c, at.begin, at.end,
+               MapUnits<V, decltype(per_lane)>{a, a.grad_output, a.count != nullptr, per_lane});
 }
 
 template <int V>
@@ -555,11 +509,10 @@ __device__ void backward_input_rows(const BatchNormArguments a) {
     const long long units_per_row = a.C / V, unit = (long long)blockIdx.x * ROWS_X + threadIdx.x;
     if (unit >= units_per_row) return;
     InputGradient g[V];
-#pragma unroll
     for (int lane = 0; lane < V; ++lane) g[lane] = input_gradient_of(a, unit * V + lane);
-    auto gradient_of = [&g](int lane) { return g[lane]; };
+    auto per_lane = [&g](int lane, float dy, float value) { return g[lane](dy, value); };
     walk_rows(units_per_row, unit, blockIdx.y * a.chunk_units, min(a.N, (blockIdx.y + 1) * a.chunk_units),
-              InputGradientUnits<V, decltype(gradient_of)>{a, gradient_of});
+              MapUnits<V, decltype(per_lane)>{a, a.grad_output, a.count != nullptr, per_lane});
 }
 
 // ----- the entry points: one per layout and vector width --------------------------------

@@ -95,8 +95,8 @@ __device__ __forceinline__ void for_each_in_chunk(const Chunk& chunk, Visit visi
 #pragma unroll
         for (int k = 0; k < UNROLL; ++k) {
             const long long i = base + k * BLOCK_THREADS;
-            value[k] = i < chunk.end ? values[i] : 0.f;
-            keep[k] = i < chunk.end && mask != nullptr ? mask[i] : 1.f;
+            value[k] = i < chunk.end ? __ldcg(values + i) : 0.f;  // read once: L2 only, global loads
+            keep[k] = i < chunk.end && mask != nullptr ? __ldcg(mask + i) : 1.f;
         }
 #pragma unroll
         for (int k = 0; k < UNROLL; ++k) {
