@@ -197,11 +197,14 @@ __device__ __forceinline__ void walk_chunk(const BatchNormArguments& a, long lon
     }
 }
 
-// Rows: unit `unit` of rows begin + threadIdx.y, + ROWS_Y, ... (< end).
-template <class Visit>
-__device__ __forceinline__ void walk_rows(long long units_per_row, long long unit, long long begin, long long end,
-                                          Visit visit) {
-    long long n = begin + threadIdx.y;
+// Rows: the 32 x 8 threads of a block cover 32 units of a row (unit < C/V: the thread has one)
+// and the rows of chunk blockIdx.y, from threadIdx.y on in steps of ROWS_Y.
+__device__ __forceinline__ long long rows_unit() { return (long long)blockIdx.x * ROWS_X + threadIdx.x; }
+
+template <int V, class Visit>
+__device__ __forceinline__ void walk_rows(const BatchNormArguments& a, long long unit, Visit visit) {
+    const long long units_per_row = a.C / V, end = min(a.N, (blockIdx.y + 1) * a.chunk_units);
+    long long n = blockIdx.y * a.chunk_units + threadIdx.y;
     for (; n + (UNITS_IN_FLIGHT - 1) * ROWS_Y < end; n += UNITS_IN_FLIGHT * ROWS_Y) {
         Units<UNITS_IN_FLIGHT> units;
 #pragma unroll
@@ -272,10 +275,12 @@ __device__ __forceinline__ Sums load_partial(const BatchNormArguments& a, long l
     return {__ldcg(a.partial + slot), __ldcg(a.partial + a.C * a.chunks + slot)};
 }
 
-// Planar: merge the block's threads, store its partial; the channel's last block merges every
-// partial in chunk order (deterministic) and calls write(channel, total) in thread 0.
+// Planar: merge the lanes and the block's threads, store its partial; the channel's last block merges
+// every partial in chunk order (deterministic) and calls write(channel, total) in thread 0.
 template <int V, class T, class Write>
-__device__ void finish_planar(const BatchNormArguments& a, const PlanarChunk& at, T value, Write write) {
+__device__ void finish_planar(const BatchNormArguments& a, const PlanarChunk& at, const T (&lanes)[V], Write write) {
+    T value = lanes[0];
+    for (int lane = 1; lane < V; ++lane) value = merge(value, lanes[lane]);
     value = block_merge(value);
     if (threadIdx.x == 0) store_partial(a, at.c * a.chunks + at.chunk, value);
     if (!last_to_arrive(a.tickets + at.c, (unsigned int)a.chunks)) return;
@@ -352,21 +357,19 @@ __device__ void statistics_planar(const BatchNormArguments a) {
     for (int lane = 0; lane < V; ++lane) shift[lane] = a.x[at.c * a.S * V];  // the channel's first value
     walk_chunk(a, at.c, at.begin, at.end,
                [&](const auto& units) { add_shifted_units(a, units, shift, sum, sum_squares, seen); });
-    Welford w = from_shifted_sums(seen, shift[0], sum[0], sum_squares[0]);
-    for (int lane = 1; lane < V; ++lane) w = merge(w, from_shifted_sums(seen, shift[0], sum[lane], sum_squares[lane]));
+    Welford w[V];
+    for (int lane = 0; lane < V; ++lane) w[lane] = from_shifted_sums(seen, shift[lane], sum[lane], sum_squares[lane]);
     finish_planar<V>(a, at, w, [&](long long c, Welford total) { write_statistics(a, c, total); });
 }
 
 template <int V>
 __device__ void statistics_rows(const BatchNormArguments a) {
-    const long long units_per_row = a.C / V, unit = (long long)blockIdx.x * ROWS_X + threadIdx.x;
-    const long long row_begin = blockIdx.y * a.chunk_units, row_end = min(a.N, row_begin + a.chunk_units);
-    const bool mine = unit < units_per_row;
+    const long long unit = rows_unit();
+    const bool mine = unit < a.C / V;
     float shift[V], sum[V] = {}, sum_squares[V] = {}, seen = 0.f;
     for (int lane = 0; lane < V; ++lane) shift[lane] = mine ? a.x[unit * V + lane] : 0.f;  // row 0's values
     if (mine)
-        walk_rows(units_per_row, unit, row_begin, row_end,
-                  [&](const auto& units) { add_shifted_units(a, units, shift, sum, sum_squares, seen); });
+        walk_rows<V>(a, unit, [&](const auto& units) { add_shifted_units(a, units, shift, sum, sum_squares, seen); });
     Welford w[V];
     for (int lane = 0; lane < V; ++lane) w[lane] = from_shifted_sums(seen, shift[lane], sum[lane], sum_squares[lane]);
     finish_rows<V>(a, unit, w, [&](long long c, Welford total) { write_statistics(a, c, total); });
@@ -415,13 +418,12 @@ __device__ void normalize_planar(const BatchNormArguments a) {
 
 template <int V>
 __device__ void normalize_rows(const BatchNormArguments a) {
-    const long long units_per_row = a.C / V, unit = (long long)blockIdx.x * ROWS_X + threadIdx.x;
-    if (unit >= units_per_row) return;
+    const long long unit = rows_unit();
+    if (unit >= a.C / V) return;
     Affine affine[V];
     for (int lane = 0; lane < V; ++lane) affine[lane] = affine_of(a, unit * V + lane);
     auto per_lane = [&affine](int lane, float value, float) { return affine[lane](value); };
-    walk_rows(units_per_row, unit, blockIdx.y * a.chunk_units, min(a.N, (blockIdx.y + 1) * a.chunk_units),
-              MapUnits<V, decltype(per_lane)>{a, a.x, false, per_lane});
+    walk_rows<V>(a, unit, MapUnits<V, decltype(per_lane)>{a, a.x, false, per_lane});
 }
 
 // ----- backward: per-channel sums, then dx ----------------------------------------------
@@ -452,16 +454,13 @@ __device__ void backward_sums_planar(const BatchNormArguments a) {
     Sums lanes[V];
     for (int lane = 0; lane < V; ++lane) { center[lane] = a.mean[at.c]; lanes[lane] = {0.f, 0.f}; }
     walk_chunk(a, at.c, at.begin, at.end, [&](const auto& units) { add_gradient_units(a, units, center, lanes); });
-    Sums sums = lanes[0];
-    for (int lane = 1; lane < V; ++lane) sums = merge(sums, lanes[lane]);
-    finish_planar<V>(a, at, sums, [&](long long c, Sums total) { write_sums(a, c, total); });
+    finish_planar<V>(a, at, lanes, [&](long long c, Sums total) { write_sums(a, c, total); });
 }
 
 template <int V>
 __device__ void backward_sums_rows(const BatchNormArguments a) {
-    const long long units_per_row = a.C / V, unit = (long long)blockIdx.x * ROWS_X + threadIdx.x;
-    const long long row_begin = blockIdx.y * a.chunk_units, row_end = min(a.N, row_begin + a.chunk_units);
-    const bool mine = unit < units_per_row;
+    const long long unit = rows_unit();
+    const bool mine = unit < a.C / V;
     Sums sums[V];
     float center[V];
     for (int lane = 0; lane < V; ++lane) {
@@ -469,8 +468,7 @@ __device__ void backward_sums_rows(const BatchNormArguments a) {
         center[lane] = mine ? a.mean[unit * V + lane] : 0.f;
     }
     if (mine)
-        walk_rows(units_per_row, unit, row_begin, row_end,
-                  [&](const auto& units) { add_gradient_units(a, units, center, sums); });
+        walk_rows<V>(a, unit, [&](const auto& units) { add_gradient_units(a, units, center, sums); });
     finish_rows<V>(a, unit, sums, [&](long long c, Sums total) { write_sums(a, c, total); });
 }
 
@@ -506,13 +504,12 @@ __device__ void backward_input_planar(const BatchNormArguments a) {
 
 template <int V>
 __device__ void backward_input_rows(const BatchNormArguments a) {
-    const long long units_per_row = a.C / V, unit = (long long)blockIdx.x * ROWS_X + threadIdx.x;
-    if (unit >= units_per_row) return;
+    const long long unit = rows_unit();
+    if (unit >= a.C / V) return;
     InputGradient g[V];
     for (int lane = 0; lane < V; ++lane) g[lane] = input_gradient_of(a, unit * V + lane);
     auto per_lane = [&g](int lane, float dy, float value) { return g[lane](dy, value); };
-    walk_rows(units_per_row, unit, blockIdx.y * a.chunk_units, min(a.N, (blockIdx.y + 1) * a.chunk_units),
-              MapUnits<V, decltype(per_lane)>{a, a.grad_output, a.count != nullptr, per_lane});
+    walk_rows<V>(a, unit, MapUnits<V, decltype(per_lane)>{a, a.grad_output, a.count != nullptr, per_lane});
 }
 
 // ----- the entry points: one per layout and vector width --------------------------------
