@@ -6,6 +6,7 @@ through tests/cuda_emulator.h and must equal the twin bit for bit. The tests
 marked ``gpu`` launch the fused update on random tensors of awkward sizes and
 compare it, element by element, with ``sgd_update_reference`` on the same inputs.
 """
+import ctypes
 import re
 import types
 
@@ -360,3 +361,47 @@ def test_the_kernel_source_run_on_the_cpu_equals_the_twin_bit_for_bit(on_emulato
             if buffers[index] is not None:
                 np.testing.assert_array_equal(state[parameter]["momentum_buffer"].view(bits),
                                               buffers[index].view(bits), err_msg=message)
+
+
+def test_the_table_upload_alternates_two_staging_buffers_and_waits_only_on_the_older_copy(monkeypatch):
+    """A changed table goes through the staging buffer the copy before last used; the host waits
+    for that copy's event only (long done), never for the copy it has just queued."""
+    log = []
+
+    class Event:
+        def __init__(self, **options):
+            self.name = f"event {len([entry for entry in log if entry[0] == 'record'])}"
+
+        def record(self, stream):
+            log.append(("record", self.name))
+
+        def synchronize(self):
+            log.append(("wait", self.name))
+
+    class DeviceBuffer:
+        def __init__(self, size, dtype):
+            self.bytes, self.size = np.zeros(size, dtype=dtype), size
+            self.data = types.SimpleNamespace(copy_from_host_async=self.copy)
+
+        def copy(self, address, size, stream):
+            log.append(("copy", address))
+            self.bytes[:size] = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(address))
+
+    pinned = []
+
+    def alloc_pinned_memory(size):
+        pinned.append(bytearray(size))
+        return pinned[-1]
+    fake_cupy = types.SimpleNamespace(empty=DeviceBuffer, cuda=types.SimpleNamespace(
+        alloc_pinned_memory=alloc_pinned_memory, Event=Event, get_current_stream=lambda: None))
+    monkeypatch.setattr(mg.backend, "cupy", lambda: fake_cupy)
+    upload = sgd_cuda._TableUpload()
+    tables = [np.full(64, value, dtype=np.uint8) for value in (1, 2, 3)]
+    for table in tables:
+        device = upload.upload(table)
+        assert np.array_equal(device.bytes[:64], table)
+    assert upload.upload(tables[-1].copy()) is device and log[-1][0] == "record"  # unchanged: no copy
+    waits = [entry[1] for entry in log if entry[0] == "wait"]
+    assert waits == ["event 0"]  # the third upload reuses the first staging buffer: it waits for copy 0 only
+    copies = [entry[1] for entry in log if entry[0] == "copy"]
+    assert len(set(copies)) == 2 and copies[0] == copies[2] != copies[1]
