@@ -17,6 +17,8 @@
 //   rows (S == 1, (N, C)): values of a channel are C apart; a block is 32 x 8
 //     threads, threadIdx.x over 32 channel units (coalesced), threadIdx.y over
 //     rows; blockIdx.x picks the 32 units, blockIdx.y one chunk of the rows.
+//     A row of fewer than 32 units (C/V < 32) takes 32 / (C/V) rows side by side
+//     in a warp, so lanes do not idle (RowsLane).
 // V = 4 variants load float4 (S % 4 == 0, planar; C % 4 == 0, rows; 16-byte
 // aligned data); V = 1 variants take any size. Every index is 64-bit.
 // A thread loads UNITS_IN_FLIGHT units (of V floats, from every input it reads)
@@ -132,16 +134,43 @@ __device__ T block_merge(T value) {
     return value;
 }
 
-// Merge over threadIdx.y of a ROWS_X x ROWS_Y block, per lane; valid where threadIdx.y == 0.
+// Rows: the unit of a row a thread owns (unit < C/V: the thread has one) and which of the block's
+// `slots` rows it walks first. A row of 32 units or more is spread over 32 lanes per block; a
+// shorter row (C/V < 32, e.g. C = 10) puts 32 / (C/V) rows side by side in the lanes instead of
+// leaving lanes idle: lane = row_in_warp * per_row + unit.
+struct RowsLane {
+    long long unit;
+    int per_row, side_by_side, slot, slots;
+    bool mine;
+};
+
+template <int V>
+__device__ __forceinline__ RowsLane rows_lane(const BatchNormArguments& a) {
+    RowsLane at;
+    const long long units = a.C / V;
+    at.per_row = units < ROWS_X ? (int)units : ROWS_X;
+    at.side_by_side = ROWS_X / at.per_row;
+    const int row_in_warp = threadIdx.x / at.per_row;
+    at.unit = (long long)blockIdx.x * ROWS_X + threadIdx.x % at.per_row;
+    at.slot = threadIdx.y * at.side_by_side + row_in_warp;
+    at.slots = ROWS_Y * at.side_by_side;
+    at.mine = row_in_warp < at.side_by_side && at.unit < units;
+    return at;
+}
+
+// Merge the values of every slot of a unit, per lane, in slot order; valid where slot == 0.
 template <class T, int V>
-__device__ void column_merge(T (&value)[V]) {
+__device__ void column_merge(T (&value)[V], const RowsLane& at) {
     __shared__ T rows[ROWS_Y][ROWS_X * V];
     __syncthreads();
     for (int lane = 0; lane < V; ++lane) rows[threadIdx.y][threadIdx.x * V + lane] = value[lane];
     __syncthreads();
-    if (threadIdx.y == 0)
-        for (int y = 1; y < ROWS_Y; ++y)
-            for (int lane = 0; lane < V; ++lane) value[lane] = merge(value[lane], rows[y][threadIdx.x * V + lane]);
+    if (at.slot == 0)  // threadIdx.x is then the unit's offset in the warp
+        for (int slot = 1; slot < at.slots; ++slot) {
+            const int x = (slot % at.side_by_side) * at.per_row + threadIdx.x;
+            for (int lane = 0; lane < V; ++lane)
+                value[lane] = merge(value[lane], rows[slot / at.side_by_side][x * V + lane]);
+        }
 }
 
 // ----- loads, stores, and walking a channel's values -------------------------------
@@ -197,21 +226,19 @@ __device__ __forceinline__ void walk_chunk(const BatchNormArguments& a, long lon
     }
 }
 
-// Rows: the 32 x 8 threads of a block cover 32 units of a row (unit < C/V: the thread has one)
-// and the rows of chunk blockIdx.y, from threadIdx.y on in steps of ROWS_Y.
-__device__ __forceinline__ long long rows_unit() { return (long long)blockIdx.x * ROWS_X + threadIdx.x; }
-
+// Rows: the thread's unit in the rows of chunk blockIdx.y, from its slot on in steps of `slots`.
 template <int V, class Visit>
-__device__ __forceinline__ void walk_rows(const BatchNormArguments& a, long long unit, Visit visit) {
-    const long long units_per_row = a.C / V, end = min(a.N, (blockIdx.y + 1) * a.chunk_units);
-    long long n = blockIdx.y * a.chunk_units + threadIdx.y;
-    for (; n + (UNITS_IN_FLIGHT - 1) * ROWS_Y < end; n += UNITS_IN_FLIGHT * ROWS_Y) {
+__device__ __forceinline__ void walk_rows(const BatchNormArguments& a, const RowsLane& at, Visit visit) {
+    const long long units_per_row = a.C / V, jump = at.slots * units_per_row;
+    long long n = blockIdx.y * a.chunk_units + at.slot, index = n * units_per_row + at.unit;
+    int remaining = (int)((min(a.N, (blockIdx.y + 1) * a.chunk_units) - n + at.slots - 1) / at.slots);
+    for (; remaining >= UNITS_IN_FLIGHT; remaining -= UNITS_IN_FLIGHT) {
         Units<UNITS_IN_FLIGHT> units;
 #pragma unroll
-        for (int k = 0; k < UNITS_IN_FLIGHT; ++k) units.at[k] = (n + k * ROWS_Y) * units_per_row + unit;
+        for (int k = 0; k < UNITS_IN_FLIGHT; ++k) { units.at[k] = index; index += jump; }
         visit(units);
     }
-    for (; n < end; n += ROWS_Y) visit(Units<1>{{n * units_per_row + unit}});
+    for (; remaining > 0; --remaining, index += jump) visit(Units<1>{{index}});
 }
 
 template <int K, int V>
@@ -291,24 +318,25 @@ __device__ void finish_planar(const BatchNormArguments& a, const PlanarChunk& at
     if (threadIdx.x == 0) write(at.c, total);
 }
 
-// Rows: the same per lane of the 32 units; blockIdx.y is the chunk of rows.
+// Rows: the same per unit and lane; blockIdx.y is the chunk of rows.
 template <int V, class T, class Write>
-__device__ void finish_rows(const BatchNormArguments& a, long long unit, T (&value)[V], Write write) {
-    const bool mine = unit < a.C / V;
-    column_merge(value);
-    if (threadIdx.y == 0 && mine)
-        for (int lane = 0; lane < V; ++lane) store_partial(a, (unit * V + lane) * a.chunks + blockIdx.y, value[lane]);
+__device__ void finish_rows(const BatchNormArguments& a, const RowsLane& at, T (&value)[V], Write write) {
+    column_merge(value, at);
+    const bool owner = at.slot == 0 && at.mine;
+    if (owner)
+        for (int lane = 0; lane < V; ++lane)
+            store_partial(a, (at.unit * V + lane) * a.chunks + blockIdx.y, value[lane]);
     if (!last_to_arrive(a.tickets + blockIdx.x, (unsigned int)a.chunks)) return;
     for (int lane = 0; lane < V; ++lane) {
         value[lane] = T{};
-        if (mine)
-            for (long long k = threadIdx.y; k < a.chunks; k += ROWS_Y)
-                value[lane] = merge(value[lane], load_partial(a, (unit * V + lane) * a.chunks + k,
+        if (at.mine)
+            for (long long k = at.slot; k < a.chunks; k += at.slots)
+                value[lane] = merge(value[lane], load_partial(a, (at.unit * V + lane) * a.chunks + k,
                                                               chunk_count(a, k, a.N, 1), T{}));
     }
-    column_merge(value);
-    if (threadIdx.y == 0 && mine)
-        for (int lane = 0; lane < V; ++lane) write(unit * V + lane, value[lane]);
+    column_merge(value, at);
+    if (owner)
+        for (int lane = 0; lane < V; ++lane) write(at.unit * V + lane, value[lane]);
 }
 
 // ----- finalize: invstd and the running statistics of one channel ------------------
@@ -364,15 +392,14 @@ __device__ void statistics_planar(const BatchNormArguments a) {
 
 template <int V>
 __device__ void statistics_rows(const BatchNormArguments a) {
-    const long long unit = rows_unit();
-    const bool mine = unit < a.C / V;
+    const RowsLane at = rows_lane<V>(a);
     float shift[V], sum[V] = {}, sum_squares[V] = {}, seen = 0.f;
-    for (int lane = 0; lane < V; ++lane) shift[lane] = mine ? a.x[unit * V + lane] : 0.f;  // row 0's values
-    if (mine)
-        walk_rows<V>(a, unit, [&](const auto& units) { add_shifted_units(a, units, shift, sum, sum_squares, seen); });
+    for (int lane = 0; lane < V; ++lane) shift[lane] = at.mine ? a.x[at.unit * V + lane] : 0.f;  // row 0's values
+    if (at.mine)
+        walk_rows<V>(a, at, [&](const auto& units) { add_shifted_units(a, units, shift, sum, sum_squares, seen); });
     Welford w[V];
     for (int lane = 0; lane < V; ++lane) w[lane] = from_shifted_sums(seen, shift[lane], sum[lane], sum_squares[lane]);
-    finish_rows<V>(a, unit, w, [&](long long c, Welford total) { write_statistics(a, c, total); });
+    finish_rows<V>(a, at, w, [&](long long c, Welford total) { write_statistics(a, c, total); });
 }
 
 // ----- normalize: y = (x - mean) * invstd * weight + bias ------------------------------
@@ -418,12 +445,12 @@ __device__ void normalize_planar(const BatchNormArguments a) {
 
 template <int V>
 __device__ void normalize_rows(const BatchNormArguments a) {
-    const long long unit = rows_unit();
-    if (unit >= a.C / V) return;
+    const RowsLane at = rows_lane<V>(a);
+    if (!at.mine) return;
     Affine affine[V];
-    for (int lane = 0; lane < V; ++lane) affine[lane] = affine_of(a, unit * V + lane);
+    for (int lane = 0; lane < V; ++lane) affine[lane] = affine_of(a, at.unit * V + lane);
     auto per_lane = [&affine](int lane, float value, float) { return affine[lane](value); };
-    walk_rows<V>(a, unit, MapUnits<V, decltype(per_lane)>{a, a.x, false, per_lane});
+    walk_rows<V>(a, at, MapUnits<V, decltype(per_lane)>{a, a.x, false, per_lane});
 }
 
 // ----- backward: per-channel sums, then dx ----------------------------------------------
@@ -459,17 +486,15 @@ __device__ void backward_sums_planar(const BatchNormArguments a) {
 
 template <int V>
 __device__ void backward_sums_rows(const BatchNormArguments a) {
-    const long long unit = rows_unit();
-    const bool mine = unit < a.C / V;
+    const RowsLane at = rows_lane<V>(a);
     Sums sums[V];
     float center[V];
     for (int lane = 0; lane < V; ++lane) {
         sums[lane] = {0.f, 0.f};
-        center[lane] = mine ? a.mean[unit * V + lane] : 0.f;
+        center[lane] = at.mine ? a.mean[at.unit * V + lane] : 0.f;
     }
-    if (mine)
-        walk_rows<V>(a, unit, [&](const auto& units) { add_gradient_units(a, units, center, sums); });
-    finish_rows<V>(a, unit, sums, [&](long long c, Sums total) { write_sums(a, c, total); });
+    if (at.mine) walk_rows<V>(a, at, [&](const auto& units) { add_gradient_units(a, units, center, sums); });
+    finish_rows<V>(a, at, sums, [&](long long c, Sums total) { write_sums(a, c, total); });
 }
 
 // dx = scale * (dy - mean_dy) - slope * (x - mean): scale = weight*invstd,
@@ -504,12 +529,12 @@ __device__ void backward_input_planar(const BatchNormArguments a) {
 
 template <int V>
 __device__ void backward_input_rows(const BatchNormArguments a) {
-    const long long unit = rows_unit();
-    if (unit >= a.C / V) return;
+    const RowsLane at = rows_lane<V>(a);
+    if (!at.mine) return;
     InputGradient g[V];
-    for (int lane = 0; lane < V; ++lane) g[lane] = input_gradient_of(a, unit * V + lane);
+    for (int lane = 0; lane < V; ++lane) g[lane] = input_gradient_of(a, at.unit * V + lane);
     auto per_lane = [&g](int lane, float dy, float value) { return g[lane](dy, value); };
-    walk_rows<V>(a, unit, MapUnits<V, decltype(per_lane)>{a, a.grad_output, a.count != nullptr, per_lane});
+    walk_rows<V>(a, at, MapUnits<V, decltype(per_lane)>{a, a.grad_output, a.count != nullptr, per_lane});
 }
 
 // ----- the entry points: one per layout and vector width --------------------------------

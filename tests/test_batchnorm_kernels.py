@@ -28,8 +28,10 @@ STEPS = batchnorm_cuda.steps
 import cuda_emulator
 
 # Shapes: planar scalar (S odd), planar float4 (S % 4 == 0), rows float4 and
-# scalar (C % 4), (N, C, L), a single row per chunk, one-channel inputs.
-EMULATED_SHAPES = [(3, 5, 7, 11), (33, 12, 13, 13), (6, 8, 4, 4), (257, 100), (67, 37), (5, 3, 2), (2, 1, 3, 5)]
+# scalar (C % 4), (N, C, L), a single row per chunk, one-channel inputs, rows of
+# fewer than 32 units (C = 10: three rows side by side per warp; C = 12 as float4: ten).
+EMULATED_SHAPES = [(3, 5, 7, 11), (33, 12, 13, 13), (6, 8, 4, 4), (257, 100), (67, 37), (5, 3, 2), (2, 1, 3, 5),
+                   (45, 10), (83, 12)]
 GPU_SHAPES = EMULATED_SHAPES + [(257, 1000), (33, 64, 13, 13), (4, 3, 301, 299), (8192, 36), (2, 2048, 7, 7),
                                 (1, 3, 1000, 1001)]
 

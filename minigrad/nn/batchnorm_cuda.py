@@ -54,7 +54,8 @@ class _Layout:
 
     S and chunk_units are in units of the vector width (4 floats or 1).
     Planar: grid (C * chunks,), each block one chunk of one channel's N*S units.
-    Rows: grid (ceil(C/V / 32), chunks), each block 32 channel units by one chunk of rows.
+    Rows: grid (ceil(C/V / 32), chunks), each block 32 channel units by one chunk of rows (a
+    row of fewer than 32 units: 32 / (C/V) rows side by side in each warp).
     """
 
     def __init__(self, kernel, shape, arrays):
@@ -71,8 +72,10 @@ class _Layout:
         threads = ROWS_X * ROWS_Y if rows else PLANAR_THREADS
         target_blocks = _resident_blocks(self.kernel, threads, vector) * device.multiprocessors
         if rows:
-            groups = _ceil_div(c // vector, ROWS_X)
-            most = min(MAX_GRID_Y, max(1, _ceil_div(n, ROWS_Y * UNITS_PER_THREAD)))
+            units = c // vector
+            groups = _ceil_div(units, ROWS_X)
+            side_by_side = max(1, ROWS_X // units)  # rows a warp covers at once (kernels/batchnorm.cu, RowsLane)
+            most = min(MAX_GRID_Y, max(1, _ceil_div(n, ROWS_Y * side_by_side * UNITS_PER_THREAD)))
             chunks = min(most, max(1, _ceil_div(target_blocks, groups)))
             chunk_units = _ceil_div(n, chunks)
             chunks = _ceil_div(n, chunk_units)  # no empty chunk
