@@ -92,7 +92,13 @@ class Device:
         return backend.is_cupy_array(array)
 
     def kernel(self, kernel):
-        return function(self.name, kernel)
+        """A launcher ``(grid, block, args)`` of one kernel. A C struct passed by value is a NumPy
+        structured scalar (``numpy.void``) in ``args``; CuPy takes it as a one-element array."""
+        compiled = function(self.name, kernel)
+
+        def launch(grid, block, args):
+            compiled(grid, block, tuple(np.array(arg) if isinstance(arg, np.void) else arg for arg in args))
+        return launch
 
     @functools.cached_property
     def multiprocessors(self):
@@ -106,7 +112,7 @@ class Device:
         if key not in cache:
             from cupy_backends.cuda.api import driver
             cache[key] = max(1, driver.occupancyMaxActiveBlocksPerMultiprocessor(
-                self.kernel(kernel).kernel.ptr, threads, 0))
+                function(self.name, kernel).kernel.ptr, threads, 0))
         return cache[key]
 
     def tickets(self, count):

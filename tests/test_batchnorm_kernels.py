@@ -204,6 +204,19 @@ def test_the_argument_struct_matches_the_c_struct():
                                    "sm_90")
 
 
+def test_the_struct_reaches_cupy_as_a_one_element_array(monkeypatch):
+    """CuPy passes a one-element NumPy array by value (a structured scalar it would refuse); the emulator
+    takes the structured scalar itself. kernels.Device turns the one into the other."""
+    launched = []
+    monkeypatch.setattr(kernels, "function", lambda name, kernel: lambda grid, block, args: launched.append(args))
+    arguments = batchnorm_cuda._arguments({"N": 3, "C": 2}, 0.5, 1e-5, {})
+    assert isinstance(arguments, np.void) and arguments.dtype == batchnorm_cuda.ARGUMENTS
+    kernels.Device("batchnorm").kernel("batch_norm_finalize")((1,), (256,), (arguments, np.int32(7)))
+    (as_array, scalar), = launched
+    assert isinstance(as_array, np.ndarray) and as_array.size == 1 and as_array.tobytes() == arguments.tobytes()
+    assert as_array["N"] == 3 and as_array["eps"] == np.float32(1e-5) and scalar == 7
+
+
 def test_counts_are_exact_beyond_two_to_the_24(monkeypatch):
     """M = 2^24 + 1 values per channel: float32 would round M to 2^24 and M - 1 to 2^24 - 1."""
     emulated = _Emulated(monkeypatch)
