@@ -37,6 +37,7 @@
 //   The table itself is 56 B per tensor + 4 B per chunk: negligible.
 
 #define BLOCK_THREADS 256
+#define MASK_BYTE_ALIGNMENT 4  // the host sets VECTORIZED only for byte masks aligned to this
 
 // Per-tensor flags (bit values shared with minigrad/optim/sgd_cuda.py).
 #define FLAG_MOMENTUM   1    // the group has momentum: buf exists and is updated
@@ -76,6 +77,8 @@ template <typename T> struct Vector;
 // sets VECTORIZED only when a byte mask is 4-byte aligned).
 template <> struct Vector<float> { typedef float4 type; typedef unsigned int bytes; static const int width = 4; };
 template <> struct Vector<double> { typedef double2 type; typedef unsigned short bytes; static const int width = 2; };
+static_assert(sizeof(Vector<float>::bytes) <= MASK_BYTE_ALIGNMENT, "a byte mask load needs more alignment");
+static_assert(sizeof(Vector<double>::bytes) <= MASK_BYTE_ALIGNMENT, "a byte mask load needs more alignment");
 
 // The hyper-parameters rounded to T once per block, as NumPy rounds a Python float
 // scalar to the array's dtype.
@@ -172,7 +175,8 @@ __device__ __forceinline__ void update_vector(const TensorEntry<T>& entry, const
         for (int k = 0; k < width; ++k) keep |= (((packed >> (8 * k)) & 0xffu) != 0u ? 1u : 0u) << k;
     }
 #pragma unroll
-    for (int k = 0; k < width; ++k) update_element(weight.lane[k], grad.lane[k], buffer.lane[k], ((keep >> k) & 1u) != 0u, h);
+    for (int k = 0; k < width; ++k)
+        update_element(weight.lane[k], grad.lane[k], buffer.lane[k], ((keep >> k) & 1u) != 0u, h);
     *reinterpret_cast<V*>(entry.param + i) = weight.vector;
     if (momentum) *reinterpret_cast<V*>(entry.momentum_buffer + i) = buffer.vector;
 }

@@ -32,6 +32,7 @@ def test_sgd_kernel_compiles_with_nvrtc(arch):
 def test_host_constants_match_the_kernel_source():
     defines = dict(re.findall(r"#define (\w+)\s+(\d+)", kernels.source("sgd")))
     assert int(defines["BLOCK_THREADS"]) == sgd_cuda.BLOCK_THREADS
+    assert int(defines["MASK_BYTE_ALIGNMENT"]) == sgd_cuda.MASK_BYTE_ALIGNMENT
     for name in ("MOMENTUM", "FIRST_STEP", "NESTEROV", "MAXIMIZE", "MASK_SAME", "MASK_BYTE", "VECTORIZED"):
         assert int(defines[f"FLAG_{name}"]) == getattr(sgd_cuda, f"FLAG_{name}"), name
     assert sgd_cuda.CHUNK_SIZE % 4 == 0  # the vector loop needs chunks aligned to 4 floats
