@@ -144,7 +144,8 @@ def test_long_chunks_walk_four_values_at_a_time(monkeypatch, rng):
     monkeypatch.setattr(batchnorm_cuda, "UNITS_PER_THREAD", 16)
     for shape in [(8, 2, 37, 41), (4, 3, 40, 44), (3000, 6)]:
         layout = batchnorm_cuda._Layout("batch_norm_statistics", shape, ())
-        assert layout.geometry["chunk_units"] > 4 * 256 or shape[2:] == ()  # chunk_units: more than four steps per thread
+        # chunk_units: more than four steps per thread
+        assert layout.geometry["chunk_units"] > 4 * 256 or shape[2:] == ()
         _check_every_step(emulated, shape, rng)
 
 

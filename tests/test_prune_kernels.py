@@ -6,7 +6,8 @@ Each launcher of selection.py (the radix select ``kth_smallest_cuda``,
 are compared with the NumPy twins on fresh random inputs: several tensors of
 different sizes in one launch (the multi-tensor path; sizes that are not
 multiples of the 256-thread block; an empty tensor), ties within and across
-tensors, all-equal magnitudes (one bin of the first digit holds every candidate), signed zeros, infinities, NaNs and subnormals,
+tensors, all-equal magnitudes (one bin of the first digit holds every candidate),
+signed zeros, infinities, NaNs and subnormals,
 masks that have already pruned entries, and k = 0, 1, 2, n/3, n/2, n - 1, n
 (n candidates). Two devices run the same checks:
 
