@@ -5,7 +5,9 @@
 ``compile_for("sgd", "sm_90")`` compiles the same source to a cubin without a
 GPU, which is how the CPU test suite checks every kernel builds.
 ``Device("prune")`` is what a launcher module launches through; the tests put
-tests/cuda_emulator.py's CPU stand-in in its place.
+tests/cuda_emulator.py's CPU stand-in in its place. ``address(array, device)`` is
+the only way an array's address enters a table or struct that a kernel reads: it
+refuses an array the device cannot read (a NumPy array on the GPU).
 """
 import functools
 from pathlib import Path
