@@ -18,8 +18,10 @@ many repetitions, measured with CUDA events while a large matrix product keeps
 the GPU busy (so the events time the GPU's work, not Python's), the host time of
 one step (wall clock, synchronized), and the bandwidth against the memory floor:
 read w, g, buf (+ mask), write w, buf = 20 bytes per value (24 with a mask). The
-device-to-device copy bandwidth of the same run is the practical ceiling.
-Results go to benchmarks/results/sgd_<device>.json with the card, date and versions.
+device-to-device copy bandwidth of the same run is the practical ceiling. The
+targets are printed as ratios with the value each should reach: at least 1.5x
+torch's foreach SGD, on par (0.95x) with fused=True, at least 2x foreach SGD +
+re-masking when masked. Results go to benchmarks/results/sgd_<device>.json with the card, date and versions.
 """
 import argparse
 import datetime
@@ -222,6 +224,22 @@ def main(argv=None):
     report(arguments, on_gpu, device_name, torch, n_values, n_masked, rows, copy_gb_per_s, copy_ms, reps)
 
 
+# (target name, minigrad case, torch case, the ratio torch time / minigrad time should reach)
+TARGETS = [("vs foreach", "minigrad SGD", "torch foreach", 1.5),
+           ("vs fused", "minigrad SGD", "torch fused", 0.95),
+           ("masks vs foreach + re-masking", "minigrad SGD, masks", "torch foreach + p.mul_(mask)", 2.0)]
+
+
+def targets(by_case):
+    """{target: {"ratio": torch ms / minigrad ms, "wanted": ..., "met": ...}} for the cases that ran."""
+    found = {}
+    for name, ours, theirs, wanted in TARGETS:
+        if ours in by_case and theirs in by_case:
+            ratio = by_case[theirs]["median_ms"] / by_case[ours]["median_ms"]
+            found[name] = {"ratio": ratio, "wanted": wanted, "met": ratio >= wanted}
+    return found
+
+
 def report(arguments, on_gpu, device_name, torch, n_values, n_masked, rows, copy_gb_per_s, copy_ms, reps):
     versions = {"python": platform.python_version(), "numpy": np.__version__,
                 "torch": getattr(torch, "__version__", None), "minigrad": mg.__version__}
@@ -247,11 +265,15 @@ def report(arguments, on_gpu, device_name, torch, n_values, n_masked, rows, copy
               f"{'' if speedup is None else f'{speedup:8.2f}x':>9s}")
     copy_label = "device-to-device copy" if on_gpu else "memory copy (np.copyto)"
     print(f"{copy_label + ' (read + write)':38s} {copy_ms:9.3f} {'':9s} {copy_gb_per_s:8.1f}")
+    reached = targets(by_case) if on_gpu else {}
+    for name, target in reached.items():
+        print(f"target {name}: {target['ratio']:.2f}x, wanted {target['wanted']}x: "
+              f"{'met' if target['met'] else 'NOT met'}")
     result = {"benchmark": "sgd", "device": "gpu" if on_gpu else "cpu", "card": device_name,
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "versions": versions,
               "n_values": n_values, "n_tensors": len(resnet50_shapes()), "n_masked_values": n_masked,
               "reps": reps, "floor_bytes_per_value": FLOOR_BYTES, "rows": rows,
-              "copy_gb_per_s": copy_gb_per_s, "note": "GB/s = memory floor / median time"}
+              "copy_gb_per_s": copy_gb_per_s, "targets": reached, "note": "GB/s = memory floor / median time"}
     arguments.out.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^a-z0-9]+", "_", device_name.lower()).strip("_") if on_gpu else "cpu"
     path = arguments.out / f"sgd_{slug}.json"

@@ -6,7 +6,10 @@
 #   3. one epoch of train.py's default CNN on real Fashion-MNIST, on the GPU;
 #   4. mpirun -n 2 with both ranks on the one GPU (a short train.py run);
 #   5. every kernel benchmark against PyTorch, each with the device-to-device copy
-#      bandwidth measured in the same run.
+#      bandwidth measured in the same run, and the kernels' targets printed as ratios
+#      (batch norm: share of copy bandwidth against 85% / 70%, speed-up against cuDNN;
+#      prune: against torch.topk/kthvalue and torch.cat + topk over ResNet-50's weights;
+#      SGD: against torch's foreach and fused SGD, with and without re-masking).
 #
 # Prepare here (no GPU needed), then run on the device machine from the repository root:
 #   make gpu-prepare                      # Fashion-MNIST into .data/, the mpich wheel into .whl/

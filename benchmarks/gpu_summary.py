@@ -29,6 +29,16 @@ def table(rows):
     return lines
 
 
+def target_lines(data):
+    """The benchmark's targets, as ratios (batch norm's are columns of its table)."""
+    targets = data.get("targets") or data.get("checks", {}).get("targets") or {}
+    lines = ["", "targets (ratio; 1.00 or the wanted value and above: met):", ""] if targets else []
+    for name, value in targets.items():
+        lines.append(f"- {name}: " + (f"{value['ratio']:.2f}, wanted {value['wanted']}" if isinstance(value, dict)
+                                       else f"{value:.2f}"))
+    return lines
+
+
 def _cell(value):
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -49,6 +59,7 @@ def main(log_path, results):
         if copy:
             lines += [f"device-to-device copy, same run: {copy:.0f} GB/s", ""]
         lines += table(rows) if rows else ["(no table in this file)"]
+        lines += target_lines(data)
     print("\n".join(lines))
 
 

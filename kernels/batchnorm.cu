@@ -2,6 +2,13 @@
 // NumPy twins: minigrad/nn/batchnorm.py (same names without the layout suffix);
 // launchers: minigrad/nn/batchnorm_cuda.py.
 //
+// Every kernel takes one argument, a BatchNormArguments struct passed by value:
+// the host fills the fields a kernel reads (by name, from the NumPy dtype of the
+// same layout) and leaves the others null. A null pointer also chooses a variant:
+// statistics with invstd == null stops before finalize (SyncBatchNorm combines the
+// statistics first); normalize with invstd == null computes it from running_var
+// (eval); backward_input with count == null is the eval-mode dx.
+//
 // An input (N, C, S...) is seen as (N, C, S) with S the product of the spatial
 // axes; a channel's M = N*S values are normalised together. Two layouts:
 //   planar (S > 1, NCHW): a channel is N runs of S contiguous values; a block
@@ -10,15 +17,32 @@
 //   rows (S == 1, (N, C)): values of a channel are C apart; a block is 32 x 8
 //     threads, threadIdx.x over 32 channel units (coalesced), threadIdx.y over
 //     rows; blockIdx.x picks the 32 units, blockIdx.y one chunk of the rows.
+//     A row of fewer than 32 units (C/V < 32) takes 32 / (C/V) rows side by side
+//     in a warp, so lanes do not idle (RowsLane).
 // V = 4 variants load float4 (S % 4 == 0, planar; C % 4 == 0, rows; 16-byte
 // aligned data); V = 1 variants take any size. Every index is 64-bit.
+// A thread loads UNITS_IN_FLIGHT units (of V floats, from every input it reads)
+// before it uses the first, so that many loads are in flight per thread; the
+// host sizes the grid to one wave of resident blocks (an occupancy query).
+// Registers: __launch_bounds__(threads, MIN_BLOCKS_SCALAR = 6) keeps the V = 1
+// kernels at 40 registers or fewer (6 blocks of 256 threads per multiprocessor).
+// The V = 4 kernels hold 4 float4 units of up to two inputs (32 registers of data
+// alone) plus their 64-bit positions, so they are allowed 64 registers
+// (MIN_BLOCKS_FLOAT4 = 4 blocks, 1024 threads per multiprocessor): with 64 to 128
+// bytes in flight per thread that is 64 to 128 KB per multiprocessor, more than
+// the latency of memory needs, and nothing spills (capped at 40, they spilled).
+// tests/test_kernel_registers.py checks that no kernel spills.
 //
 // Kernels (B = 4*N*C*S bytes, one pass over one tensor):
-//   batch_norm_statistics_{planar,rows}_v{1,4}: per-thread Welford over its
-//     values, Chan merge across the block, one (count, mean, M2) partial per
-//     block; the last block of each channel (atomic ticket) merges the partials
-//     in a fixed order (deterministic), writes count/mean/M2 and, when
-//     finalize != 0, invstd and the running-statistics update.   Floor: B.
+//   batch_norm_statistics_{planar,rows}_v{1,4}: each thread sums x - shift and
+//     (x - shift)^2 over its values (shift: the channel's first value, so the
+//     sums stay small and no value needs a division), turns them into its
+//     (count, mean, M2) once, the block merges those with Chan's formula, one
+//     (mean, M2) partial per block; the last block of each channel (atomic
+//     ticket) merges the partials in a fixed order (deterministic), writes
+//     mean/M2 and, when invstd is given, invstd and the running-statistics
+//     update. The count per channel (N*S) is the host's, in double: exact.
+//                                                                  Floor: B.
 //   batch_norm_finalize: one thread per channel; invstd and the running update
 //     from combined (count, mean, M2) (used when SyncBatchNorm combines them
 //     between launches). Grid ceil(C/256) x 256.                 Floor: ~24*C.
@@ -34,12 +58,29 @@
 // So a training forward moves 3B (two launches), a backward 5B (two launches).
 // The ticket counters (one per channel or per 32-unit column group) must be
 // zero before a launch; the last block resets its counter, so one zeroed
-// buffer serves every launch on a stream.
+// buffer serves every launch on a stream (the host keeps one per stream).
 
 #define PLANAR_THREADS 256
 #define ROWS_X 32
 #define ROWS_Y 8
+#define MIN_BLOCKS_SCALAR 6  // resident 256-thread blocks per multiprocessor: <= 40 registers (V = 1)
+#define MIN_BLOCKS_FLOAT4 4  // <= 64 registers (V = 4): see the header
+#define UNITS_IN_FLIGHT 4
 #define FULL_MASK 0xffffffffu
+
+struct BatchNormArguments {
+    long long N, C, S, chunks, chunk_units;  // S and chunk_units in units of V floats
+    const float *x, *grad_output;            // (N, C, S)
+    float* output;                           // (N, C, S): y, or dx
+    const float *weight, *bias;              // (C,) each, from here on
+    float *running_mean, *running_var;
+    float *mean, *invstd, *m2;               // written by statistics, read by the others
+    const double* count;                     // values per channel
+    float *sum_dy, *sum_dy_xhat;
+    float* partial;                          // 2 * C * chunks: the blocks' partial results
+    unsigned int* tickets;
+    float momentum, eps;
+};
 
 // ----- the two reductions: Welford statistics and plain sums ----------------------
 struct Welford {
@@ -55,11 +96,11 @@ __device__ __forceinline__ Welford merge(Welford a, Welford b) {
     return {count, a.mean + delta * share, a.m2 + b.m2 + delta * delta * a.count * share};
 }
 
-__device__ __forceinline__ void push(Welford& w, float value) {  // Welford's update
-    w.count += 1.f;
-    float delta = value - w.mean;
-    w.mean += delta / w.count;
-    w.m2 += delta * (value - w.mean);
+// The statistics of `count` values from their sums of (x - shift) and (x - shift)^2.
+__device__ __forceinline__ Welford from_shifted_sums(float count, float shift, float sum, float sum_squares) {
+    if (count == 0.f) return {0.f, 0.f, 0.f};
+    const float offset = sum / count;
+    return {count, shift + offset, fmaxf(sum_squares - sum * offset, 0.f)};
 }
 
 __device__ __forceinline__ Welford shuffle_down(Welford w, int offset) {
@@ -93,16 +134,43 @@ __device__ T block_merge(T value) {
     return value;
 }
 
-// Merge over threadIdx.y of a ROWS_X x ROWS_Y block, per lane; valid where threadIdx.y == 0.
+// Rows: the unit of a row a thread owns (unit < C/V: the thread has one) and which of the block's
+// `slots` rows it walks first. A row of 32 units or more is spread over 32 lanes per block; a
+// shorter row (C/V < 32, e.g. C = 10) puts 32 / (C/V) rows side by side in the lanes instead of
+// leaving lanes idle: lane = row_in_warp * per_row + unit.
+struct RowsLane {
+    long long unit;
+    int per_row, side_by_side, slot, slots;
+    bool mine;
+};
+
+template <int V>
+__device__ __forceinline__ RowsLane rows_lane(const BatchNormArguments& a) {
+    RowsLane at;
+    const long long units = a.C / V;
+    at.per_row = units < ROWS_X ? (int)units : ROWS_X;
+    at.side_by_side = ROWS_X / at.per_row;
+    const int row_in_warp = threadIdx.x / at.per_row;
+    at.unit = (long long)blockIdx.x * ROWS_X + threadIdx.x % at.per_row;
+    at.slot = threadIdx.y * at.side_by_side + row_in_warp;
+    at.slots = ROWS_Y * at.side_by_side;
+    at.mine = row_in_warp < at.side_by_side && at.unit < units;
+    return at;
+}
+
+// Merge the values of every slot of a unit, per lane, in slot order; valid where slot == 0.
 template <class T, int V>
-__device__ void column_merge(T (&value)[V]) {
+__device__ void column_merge(T (&value)[V], const RowsLane& at) {
     __shared__ T rows[ROWS_Y][ROWS_X * V];
     __syncthreads();
     for (int lane = 0; lane < V; ++lane) rows[threadIdx.y][threadIdx.x * V + lane] = value[lane];
     __syncthreads();
-    if (threadIdx.y == 0)
-        for (int y = 1; y < ROWS_Y; ++y)
-            for (int lane = 0; lane < V; ++lane) value[lane] = merge(value[lane], rows[y][threadIdx.x * V + lane]);
+    if (at.slot == 0)  // threadIdx.x is then the unit's offset in the warp
+        for (int slot = 1; slot < at.slots; ++slot) {
+            const int x = (slot % at.side_by_side) * at.per_row + threadIdx.x;
+            for (int lane = 0; lane < V; ++lane)
+                value[lane] = merge(value[lane], rows[slot / at.side_by_side][x * V + lane]);
+        }
 }
 
 // ----- loads, stores, and walking a channel's values -------------------------------
@@ -111,61 +179,90 @@ __device__ __forceinline__ void load(const float* data, long long unit, float (&
     if constexpr (V == 4) {
         float4 q = reinterpret_cast<const float4*>(data)[unit];
         out[0] = q.x; out[1] = q.y; out[2] = q.z; out[3] = q.w;
-    } else {
-        out[0] = data[unit];
-    }
+    } else { out[0] = data[unit]; }
 }
 
 template <int V>
 __device__ __forceinline__ void store(float* data, long long unit, const float (&in)[V]) {
     if constexpr (V == 4) {
         reinterpret_cast<float4*>(data)[unit] = make_float4(in[0], in[1], in[2], in[3]);
-    } else {
-        data[unit] = in[0];
-    }
+    } else { data[unit] = in[0]; }
 }
+
+// K unit positions, visited together: a visit loads all K before it uses any.
+template <int K>
+struct Units {
+    long long at[K];
+};
 
 // Planar: unit u = n*S + s (n < N, s < S, units of V floats) of channel c lives at
 // (n*C + c)*S + s. Each thread visits u = begin + threadIdx.x, stepping by the
 // block size; the position advances by additions only (no division per value).
-// Positions are taken four at a time before visiting, so that the four loads
-// can be in flight together (the pointers are __restrict__).
 template <class Visit>
-__device__ __forceinline__ void walk_chunk(long long begin, long long end, long long C, long long S,
-                                           long long c, Visit visit) {
-    long long u = begin + threadIdx.x;
-    if (u >= end) return;
-    long long n = u / S, s = u - n * S;
-    long long index = (n * C + c) * S + s;
-    const long long step = blockDim.x, step_rows = step / S, step_cols = step - step_rows * S;
-    const long long jump = step_rows * C * S + step_cols, wrap = (C - 1) * S;
+__device__ __forceinline__ void walk_chunk(const BatchNormArguments& a, long long c, long long begin,
+                                           long long end, Visit visit) {
+    const long long first = begin + threadIdx.x;
+    if (first >= end) return;
+    const int S = (int)a.S, step = blockDim.x;  // S < 2^31 (the host checks)
+    int s = (int)(first % S);
+    long long index = ((first / S) * a.C + c) * S + s;
+    const int step_rows = step / S, step_cols = step - step_rows * S;
+    const long long jump = step_rows * a.C * S + step_cols, wrap = (a.C - 1) * S;
     auto advance = [&]() {
         index += jump;
         s += step_cols;
         if (s >= S) { s -= S; index += wrap; }
     };
-    for (; u + 3 * step < end; u += 4 * step) {
-        long long at[4];
-        for (int k = 0; k < 4; ++k) { at[k] = index; advance(); }
-        for (int k = 0; k < 4; ++k) visit(at[k]);
+    int remaining = (int)((end - first + step - 1) / step);  // this thread's units
+    for (; remaining >= UNITS_IN_FLIGHT; remaining -= UNITS_IN_FLIGHT) {
+        Units<UNITS_IN_FLIGHT> units;
+#pragma unroll
+        for (int k = 0; k < UNITS_IN_FLIGHT; ++k) { units.at[k] = index; advance(); }
+        visit(units);
     }
-    for (; u < end; u += step) {
-        visit(index);
+    for (; remaining > 0; --remaining) {
+        visit(Units<1>{{index}});
         advance();
     }
+}
+
+// Rows: the thread's unit in the rows of chunk blockIdx.y, from its slot on in steps of `slots`.
+template <int V, class Visit>
+__device__ __forceinline__ void walk_rows(const BatchNormArguments& a, const RowsLane& at, Visit visit) {
+    const long long units_per_row = a.C / V, jump = at.slots * units_per_row;
+    long long n = blockIdx.y * a.chunk_units + at.slot, index = n * units_per_row + at.unit;
+    int remaining = (int)((min(a.N, (blockIdx.y + 1) * a.chunk_units) - n + at.slots - 1) / at.slots);
+    for (; remaining >= UNITS_IN_FLIGHT; remaining -= UNITS_IN_FLIGHT) {
+        Units<UNITS_IN_FLIGHT> units;
+#pragma unroll
+        for (int k = 0; k < UNITS_IN_FLIGHT; ++k) { units.at[k] = index; index += jump; }
+        visit(units);
+    }
+    for (; remaining > 0; --remaining, index += jump) visit(Units<1>{{index}});
+}
+
+template <int K, int V>
+__device__ __forceinline__ void load_units(const float* data, const Units<K>& units, float (&out)[K][V]) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) load<V>(data, units.at[k], out[k]);
 }
 
 struct PlanarChunk {  // which channel and which of its units this block owns
     long long c, chunk, begin, end;
 };
 
-__device__ __forceinline__ PlanarChunk planar_chunk(long long units, long long chunks, long long chunk_units) {
+__device__ __forceinline__ PlanarChunk planar_chunk(const BatchNormArguments& a) {
     PlanarChunk at;
-    at.c = blockIdx.x / chunks;
-    at.chunk = blockIdx.x - at.c * chunks;
-    at.begin = at.chunk * chunk_units;
-    at.end = min(units, at.begin + chunk_units);
+    at.c = blockIdx.x / a.chunks;
+    at.chunk = blockIdx.x - at.c * a.chunks;
+    at.begin = at.chunk * a.chunk_units;
+    at.end = min(a.N * a.S, at.begin + a.chunk_units);
     return at;
+}
+
+// How many values chunk k of a channel holds (the last chunk may be short).
+__device__ __forceinline__ float chunk_count(const BatchNormArguments& a, long long k, long long units, int V) {
+    return (float)((min(units, (k + 1) * a.chunk_units) - k * a.chunk_units) * V);
 }
 
 // True in every thread of the block that arrives last at `ticket` (of `arrivals`).
@@ -184,228 +281,221 @@ __device__ __forceinline__ bool last_to_arrive(unsigned int* ticket, unsigned in
     return last;
 }
 
+// ----- the end of a reduction: partials per block, merged by the last block ----------
+// partial[slot] and partial[C * chunks + slot] hold one block's two numbers, slot = channel * chunks + chunk.
+__device__ __forceinline__ void store_partial(const BatchNormArguments& a, long long slot, Welford w) {
+    a.partial[slot] = w.mean;
+    a.partial[a.C * a.chunks + slot] = w.m2;
+}
+
+__device__ __forceinline__ void store_partial(const BatchNormArguments& a, long long slot, Sums sums) {
+    a.partial[slot] = sums.dy;
+    a.partial[a.C * a.chunks + slot] = sums.dy_xc;
+}
+
+// A block's partial back; `values` is how many values its chunk held (Welford needs it, Sums not).
+__device__ __forceinline__ Welford load_partial(const BatchNormArguments& a, long long slot, float values, Welford) {
+    return {values, __ldcg(a.partial + slot), __ldcg(a.partial + a.C * a.chunks + slot)};
+}
+
+__device__ __forceinline__ Sums load_partial(const BatchNormArguments& a, long long slot, float, Sums) {
+    return {__ldcg(a.partial + slot), __ldcg(a.partial + a.C * a.chunks + slot)};
+}
+
+// Planar: merge the lanes and the block's threads, store its partial; the channel's last block merges
+// every partial in chunk order (deterministic) and calls write(channel, total) in thread 0.
+template <int V, class T, class Write>
+__device__ void finish_planar(const BatchNormArguments& a, const PlanarChunk& at, const T (&lanes)[V], Write write) {
+    T value = lanes[0];
+    for (int lane = 1; lane < V; ++lane) value = merge(value, lanes[lane]);
+    value = block_merge(value);
+    if (threadIdx.x == 0) store_partial(a, at.c * a.chunks + at.chunk, value);
+    if (!last_to_arrive(a.tickets + at.c, (unsigned int)a.chunks)) return;
+    T total{};
+    for (long long k = threadIdx.x; k < a.chunks; k += blockDim.x)
+        total = merge(total, load_partial(a, at.c * a.chunks + k, chunk_count(a, k, a.N * a.S, V), T{}));
+    total = block_merge(total);
+    if (threadIdx.x == 0) write(at.c, total);
+}
+
+// Rows: the same per unit and lane; blockIdx.y is the chunk of rows.
+template <int V, class T, class Write>
+__device__ void finish_rows(const BatchNormArguments& a, const RowsLane& at, T (&value)[V], Write write) {
+    column_merge(value, at);
+    const bool owner = at.slot == 0 && at.mine;
+    if (owner)
+        for (int lane = 0; lane < V; ++lane)
+            store_partial(a, (at.unit * V + lane) * a.chunks + blockIdx.y, value[lane]);
+    if (!last_to_arrive(a.tickets + blockIdx.x, (unsigned int)a.chunks)) return;
+    for (int lane = 0; lane < V; ++lane) {
+        value[lane] = T{};
+        if (at.mine)
+            for (long long k = at.slot; k < a.chunks; k += at.slots)
+                value[lane] = merge(value[lane], load_partial(a, (at.unit * V + lane) * a.chunks + k,
+                                                              chunk_count(a, k, a.N, 1), T{}));
+    }
+    column_merge(value, at);
+    if (owner)
+        for (int lane = 0; lane < V; ++lane) write(at.unit * V + lane, value[lane]);
+}
+
 // ----- finalize: invstd and the running statistics of one channel ------------------
-__device__ __forceinline__ void finalize_channel(long long c, Welford w, float* invstd, float* running_mean,
-                                                 float* running_var, float momentum, float eps) {
-    invstd[c] = 1.f / sqrtf(w.m2 / w.count + eps);
-    if (running_mean != nullptr) running_mean[c] = (1.f - momentum) * running_mean[c] + momentum * w.mean;
-    if (running_var != nullptr)
-        running_var[c] = (1.f - momentum) * running_var[c] + momentum * (w.m2 / (w.count - 1.f));
+__device__ __forceinline__ void finalize_channel(const BatchNormArguments& a, long long c, double count, float mean,
+                                                 float m2) {
+    a.invstd[c] = 1.f / sqrtf((float)(m2 / count) + a.eps);
+    const float momentum = a.momentum;
+    if (a.running_mean != nullptr) a.running_mean[c] = (1.f - momentum) * a.running_mean[c] + momentum * mean;
+    if (a.running_var != nullptr)
+        a.running_var[c] = (1.f - momentum) * a.running_var[c] + momentum * (float)(m2 / (count - 1.0));
 }
 
-extern "C" __global__ void batch_norm_finalize(long long C, const float* count, const float* mean, const float* m2,
-                                               float* invstd, float* running_mean, float* running_var,
-                                               float momentum, float eps) {
+extern "C" __global__ void __launch_bounds__(PLANAR_THREADS) batch_norm_finalize(const BatchNormArguments a) {
     long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (c < C) finalize_channel(c, {count[c], mean[c], m2[c]}, invstd, running_mean, running_var, momentum, eps);
+    if (c < a.C) finalize_channel(a, c, a.count[c], a.mean[c], a.m2[c]);
 }
 
-// Outputs shared by both statistics kernels: partial_* hold C*chunks entries (channel-major).
-#define STATISTICS_ARGS                                                                               \
-    const float *x, long long N, long long C, long long S, long long chunks, long long chunk_units,  \
-        float *partial_count, float *partial_mean, float *partial_m2, unsigned int *tickets,          \
-        float *count, float *mean, float *m2, int finalize, float *invstd, float *running_mean,       \
-        float *running_var, float momentum, float eps
-
-__device__ __forceinline__ void write_statistics(long long c, Welford w, float* count, float* mean, float* m2,
-                                                 int finalize, float* invstd, float* running_mean,
-                                                 float* running_var, float momentum, float eps) {
-    count[c] = w.count; mean[c] = w.mean; m2[c] = w.m2;
-    if (finalize) finalize_channel(c, w, invstd, running_mean, running_var, momentum, eps);
+__device__ __forceinline__ void write_statistics(const BatchNormArguments& a, long long c, Welford w) {
+    a.mean[c] = w.mean;
+    a.m2[c] = w.m2;
+    if (a.invstd != nullptr) finalize_channel(a, c, a.count[c], w.mean, w.m2);
 }
 
 // ----- training statistics -----------------------------------------------------------
-template <int V>
-__device__ void statistics_planar(STATISTICS_ARGS) {
-    PlanarChunk at = planar_chunk(N * S, chunks, chunk_units);
-    Welford w = {0.f, 0.f, 0.f};
-    walk_chunk(at.begin, at.end, C, S, at.c, [&](long long unit) {
-        float v[V];
-        load<V>(x, unit, v);
-        if constexpr (V == 1) {
-            push(w, v[0]);
-        } else {  // the four values' own statistics, merged in once
-            float group_mean = (v[0] + v[1] + v[2] + v[3]) * 0.25f, group_m2 = 0.f;
-            for (int lane = 0; lane < V; ++lane) group_m2 += (v[lane] - group_mean) * (v[lane] - group_mean);
-            w = merge(w, Welford{4.f, group_mean, group_m2});
+// Adds (x - shift) and (x - shift)^2 of K units to the per-lane sums; counts the rows seen.
+template <int K, int V>
+__device__ __forceinline__ void add_shifted_units(const BatchNormArguments& a, const Units<K>& units,
+                                                  const float (&shift)[V], float (&sum)[V], float (&sum_squares)[V],
+                                                  float& seen) {
+    float v[K][V];
+    load_units(a.x, units, v);
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+        for (int lane = 0; lane < V; ++lane) {
+            const float d = v[k][lane] - shift[lane];
+            sum[lane] += d;
+            sum_squares[lane] += d * d;
         }
-    });
-    w = block_merge(w);
-    long long slot = at.c * chunks + at.chunk;
-    if (threadIdx.x == 0) { partial_count[slot] = w.count; partial_mean[slot] = w.mean; partial_m2[slot] = w.m2; }
-    if (!last_to_arrive(tickets + at.c, (unsigned int)chunks)) return;
-    Welford total = {0.f, 0.f, 0.f};
-    for (long long k = threadIdx.x; k < chunks; k += blockDim.x) {
-        long long from = at.c * chunks + k;
-        total = merge(total, Welford{__ldcg(partial_count + from), __ldcg(partial_mean + from), __ldcg(partial_m2 + from)});
-    }
-    total = block_merge(total);
-    if (threadIdx.x == 0) write_statistics(at.c, total, count, mean, m2, finalize, invstd, running_mean, running_var, momentum, eps);
+    seen += K;
 }
 
 template <int V>
-__device__ void statistics_rows(STATISTICS_ARGS) {
-    const long long units_per_row = C / V, unit = (long long)blockIdx.x * ROWS_X + threadIdx.x;
-    const long long row_begin = blockIdx.y * chunk_units, row_end = min(N, row_begin + chunk_units);
-    float seen = 0.f, mean_[V] = {}, m2_[V] = {};
-    if (unit < units_per_row) {
-        for (long long n = row_begin + threadIdx.y; n < row_end; n += ROWS_Y) {
-            float v[V];
-            load<V>(x, n * units_per_row + unit, v);
-            seen += 1.f;
-            float share = 1.f / seen;  // one division for the V channels of this row
-            for (int lane = 0; lane < V; ++lane) {
-                float delta = v[lane] - mean_[lane];
-                mean_[lane] += delta * share;
-                m2_[lane] += delta * (v[lane] - mean_[lane]);
-            }
-        }
-    }
+__device__ void statistics_planar(const BatchNormArguments a) {
+    const PlanarChunk at = planar_chunk(a);
+    float shift[V], sum[V] = {}, sum_squares[V] = {}, seen = 0.f;
+    for (int lane = 0; lane < V; ++lane) shift[lane] = a.x[at.c * a.S * V];  // the channel's first value
+    walk_chunk(a, at.c, at.begin, at.end,
+               [&](const auto& units) { add_shifted_units(a, units, shift, sum, sum_squares, seen); });
     Welford w[V];
-    for (int lane = 0; lane < V; ++lane) w[lane] = {seen, mean_[lane], m2_[lane]};
-    column_merge(w);
-    if (threadIdx.y == 0 && unit < units_per_row)
-        for (int lane = 0; lane < V; ++lane) {
-            long long slot = (unit * V + lane) * chunks + blockIdx.y;
-            partial_count[slot] = w[lane].count; partial_mean[slot] = w[lane].mean; partial_m2[slot] = w[lane].m2;
-        }
-    if (!last_to_arrive(tickets + blockIdx.x, (unsigned int)chunks)) return;
-    for (int lane = 0; lane < V; ++lane) {
-        w[lane] = {0.f, 0.f, 0.f};
-        if (unit < units_per_row)
-            for (long long k = threadIdx.y; k < chunks; k += ROWS_Y) {
-                long long from = (unit * V + lane) * chunks + k;
-                w[lane] = merge(w[lane], Welford{__ldcg(partial_count + from), __ldcg(partial_mean + from), __ldcg(partial_m2 + from)});
-            }
-    }
-    column_merge(w);
-    if (threadIdx.y == 0 && unit < units_per_row)
-        for (int lane = 0; lane < V; ++lane)
-            write_statistics(unit * V + lane, w[lane], count, mean, m2, finalize, invstd, running_mean, running_var, momentum, eps);
+    for (int lane = 0; lane < V; ++lane) w[lane] = from_shifted_sums(seen, shift[lane], sum[lane], sum_squares[lane]);
+    finish_planar<V>(a, at, w, [&](long long c, Welford total) { write_statistics(a, c, total); });
+}
+
+template <int V>
+__device__ void statistics_rows(const BatchNormArguments a) {
+    const RowsLane at = rows_lane<V>(a);
+    float shift[V], sum[V] = {}, sum_squares[V] = {}, seen = 0.f;
+    for (int lane = 0; lane < V; ++lane) shift[lane] = at.mine ? a.x[at.unit * V + lane] : 0.f;  // row 0's values
+    if (at.mine)
+        walk_rows<V>(a, at, [&](const auto& units) { add_shifted_units(a, units, shift, sum, sum_squares, seen); });
+    Welford w[V];
+    for (int lane = 0; lane < V; ++lane) w[lane] = from_shifted_sums(seen, shift[lane], sum[lane], sum_squares[lane]);
+    finish_rows<V>(a, at, w, [&](long long c, Welford total) { write_statistics(a, c, total); });
 }
 
 // ----- normalize: y = (x - mean) * invstd * weight + bias ------------------------------
-#define NORMALIZE_ARGS                                                                              \
-    const float *__restrict__ x, float *__restrict__ y, long long N, long long C, long long S, long long chunks, \
-        long long chunk_units, const float *mean, const float *second, int second_is_var, float eps, \
-        const float *weight, const float *bias
+struct Affine {
+    float center, scale, shift;
+    __device__ __forceinline__ float operator()(float value) const { return (value - center) * scale + shift; }
+};
 
-// scale = invstd * weight; `second` is invstd, or running_var in eval mode.
-__device__ __forceinline__ void channel_affine(long long c, const float* second, int second_is_var, float eps,
-                                               const float* weight, const float* bias, float& scale, float& shift) {
-    float invstd = second_is_var ? 1.f / sqrtf(second[c] + eps) : second[c];
-    scale = weight != nullptr ? invstd * weight[c] : invstd;
-    shift = bias != nullptr ? bias[c] : 0.f;
+// scale = invstd * weight; invstd is given, or 1/sqrt(running_var + eps) in eval mode.
+__device__ __forceinline__ Affine affine_of(const BatchNormArguments& a, long long c) {
+    const float invstd = a.invstd != nullptr ? a.invstd[c] : 1.f / sqrtf(a.running_var[c] + a.eps);
+    return {a.mean[c], a.weight != nullptr ? invstd * a.weight[c] : invstd, a.bias != nullptr ? a.bias[c] : 0.f};
+}
+
+// Loads K units of `first` (and of x, when with_x), stores f(lane, first value, x value) of
+// each to the output: normalize (first = x) and the input gradient (first = dy).
+template <int V, class PerLane>
+struct MapUnits {
+    const BatchNormArguments& a;
+    const float* first;
+    bool with_x;
+    PerLane f;
+    template <int K>
+    __device__ __forceinline__ void operator()(const Units<K>& units) const {
+        float v[K][V], x[K][V] = {};
+        load_units(first, units, v);
+        if (with_x) load_units(a.x, units, x);
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            for (int lane = 0; lane < V; ++lane) v[k][lane] = f(lane, v[k][lane], x[k][lane]);
+            store<V>(a.output, units.at[k], v[k]);
+        }
+    }
+};
+
+template <int V>
+__device__ void normalize_planar(const BatchNormArguments a) {
+    const PlanarChunk at = planar_chunk(a);
+    const Affine affine = affine_of(a, at.c);
+    auto per_lane = [affine](int, float value, float) { return affine(value); };
+    walk_chunk(a, at.c, at.begin, at.end, MapUnits<V, decltype(per_lane)>{a, a.x, false, per_lane});
 }
 
 template <int V>
-__device__ void normalize_planar(NORMALIZE_ARGS) {
-    PlanarChunk at = planar_chunk(N * S, chunks, chunk_units);
-    float scale, shift, center = mean[at.c];
-    channel_affine(at.c, second, second_is_var, eps, weight, bias, scale, shift);
-    walk_chunk(at.begin, at.end, C, S, at.c, [&](long long unit) {
-        float v[V];
-        load<V>(x, unit, v);
-        for (int lane = 0; lane < V; ++lane) v[lane] = (v[lane] - center) * scale + shift;
-        store<V>(y, unit, v);
-    });
-}
-
-template <int V>
-__device__ void normalize_rows(NORMALIZE_ARGS) {
-    const long long units_per_row = C / V, unit = (long long)blockIdx.x * ROWS_X + threadIdx.x;
-    if (unit >= units_per_row) return;
-    float scale[V], shift[V], center[V];
-    for (int lane = 0; lane < V; ++lane) {
-        center[lane] = mean[unit * V + lane];
-        channel_affine(unit * V + lane, second, second_is_var, eps, weight, bias, scale[lane], shift[lane]);
-    }
-    const long long row_end = min(N, (blockIdx.y + 1) * chunk_units);
-    for (long long n = blockIdx.y * chunk_units + threadIdx.y; n < row_end; n += ROWS_Y) {
-        float v[V];
-        load<V>(x, n * units_per_row + unit, v);
-        for (int lane = 0; lane < V; ++lane) v[lane] = (v[lane] - center[lane]) * scale[lane] + shift[lane];
-        store<V>(y, n * units_per_row + unit, v);
-    }
+__device__ void normalize_rows(const BatchNormArguments a) {
+    const RowsLane at = rows_lane<V>(a);
+    if (!at.mine) return;
+    Affine affine[V];
+    for (int lane = 0; lane < V; ++lane) affine[lane] = affine_of(a, at.unit * V + lane);
+    auto per_lane = [&affine](int lane, float value, float) { return affine[lane](value); };
+    walk_rows<V>(a, at, MapUnits<V, decltype(per_lane)>{a, a.x, false, per_lane});
 }
 
 // ----- backward: per-channel sums, then dx ----------------------------------------------
-#define BACKWARD_SUMS_ARGS                                                                          \
-    const float *grad_output, const float *x, long long N, long long C, long long S, long long chunks, \
-        long long chunk_units, const float *mean, const float *invstd, float *partial_dy,             \
-        float *partial_dy_xc, unsigned int *tickets, float *sum_dy, float *sum_dy_xhat
+// Adds dy and dy * (x - center) of K units to `sums` (one per lane).
+template <int K, int V>
+__device__ __forceinline__ void add_gradient_units(const BatchNormArguments& a, const Units<K>& units,
+                                                   const float (&center)[V], Sums (&sums)[V]) {
+    float dy[K][V], v[K][V];
+    load_units(a.grad_output, units, dy);
+    load_units(a.x, units, v);
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+        for (int lane = 0; lane < V; ++lane) {
+            sums[lane].dy += dy[k][lane];
+            sums[lane].dy_xc += dy[k][lane] * (v[k][lane] - center[lane]);
+        }
+}
 
-template <int V>
-__device__ void backward_sums_planar(BACKWARD_SUMS_ARGS) {
-    PlanarChunk at = planar_chunk(N * S, chunks, chunk_units);
-    const float center = mean[at.c];
-    Sums sums = {0.f, 0.f};
-    walk_chunk(at.begin, at.end, C, S, at.c, [&](long long unit) {
-        float dy[V], v[V];
-        load<V>(grad_output, unit, dy);
-        load<V>(x, unit, v);
-        for (int lane = 0; lane < V; ++lane) { sums.dy += dy[lane]; sums.dy_xc += dy[lane] * (v[lane] - center); }
-    });
-    sums = block_merge(sums);
-    long long slot = at.c * chunks + at.chunk;
-    if (threadIdx.x == 0) { partial_dy[slot] = sums.dy; partial_dy_xc[slot] = sums.dy_xc; }
-    if (!last_to_arrive(tickets + at.c, (unsigned int)chunks)) return;
-    Sums total = {0.f, 0.f};
-    for (long long k = threadIdx.x; k < chunks; k += blockDim.x)
-        total = merge(total, Sums{__ldcg(partial_dy + at.c * chunks + k), __ldcg(partial_dy_xc + at.c * chunks + k)});
-    total = block_merge(total);
-    if (threadIdx.x == 0) { sum_dy[at.c] = total.dy; sum_dy_xhat[at.c] = total.dy_xc * invstd[at.c]; }
+__device__ __forceinline__ void write_sums(const BatchNormArguments& a, long long c, Sums total) {
+    a.sum_dy[c] = total.dy;
+    a.sum_dy_xhat[c] = total.dy_xc * a.invstd[c];
 }
 
 template <int V>
-__device__ void backward_sums_rows(BACKWARD_SUMS_ARGS) {
-    const long long units_per_row = C / V, unit = (long long)blockIdx.x * ROWS_X + threadIdx.x;
-    const long long row_begin = blockIdx.y * chunk_units, row_end = min(N, row_begin + chunk_units);
+__device__ void backward_sums_planar(const BatchNormArguments a) {
+    const PlanarChunk at = planar_chunk(a);
+    float center[V];
+    Sums lanes[V];
+    for (int lane = 0; lane < V; ++lane) { center[lane] = a.mean[at.c]; lanes[lane] = {0.f, 0.f}; }
+    walk_chunk(a, at.c, at.begin, at.end, [&](const auto& units) { add_gradient_units(a, units, center, lanes); });
+    finish_planar<V>(a, at, lanes, [&](long long c, Sums total) { write_sums(a, c, total); });
+}
+
+template <int V>
+__device__ void backward_sums_rows(const BatchNormArguments a) {
+    const RowsLane at = rows_lane<V>(a);
     Sums sums[V];
     float center[V];
     for (int lane = 0; lane < V; ++lane) {
         sums[lane] = {0.f, 0.f};
-        center[lane] = unit < units_per_row ? mean[unit * V + lane] : 0.f;
+        center[lane] = at.mine ? a.mean[at.unit * V + lane] : 0.f;
     }
-    if (unit < units_per_row)
-        for (long long n = row_begin + threadIdx.y; n < row_end; n += ROWS_Y) {
-            float dy[V], v[V];
-            load<V>(grad_output, n * units_per_row + unit, dy);
-            load<V>(x, n * units_per_row + unit, v);
-            for (int lane = 0; lane < V; ++lane) {
-                sums[lane].dy += dy[lane];
-                sums[lane].dy_xc += dy[lane] * (v[lane] - center[lane]);
-            }
-        }
-    column_merge(sums);
-    if (threadIdx.y == 0 && unit < units_per_row)
-        for (int lane = 0; lane < V; ++lane) {
-            long long slot = (unit * V + lane) * chunks + blockIdx.y;
-            partial_dy[slot] = sums[lane].dy; partial_dy_xc[slot] = sums[lane].dy_xc;
-        }
-    if (!last_to_arrive(tickets + blockIdx.x, (unsigned int)chunks)) return;
-    for (int lane = 0; lane < V; ++lane) {
-        sums[lane] = {0.f, 0.f};
-        if (unit < units_per_row)
-            for (long long k = threadIdx.y; k < chunks; k += ROWS_Y) {
-                long long from = (unit * V + lane) * chunks + k;
-                sums[lane] = merge(sums[lane], Sums{__ldcg(partial_dy + from), __ldcg(partial_dy_xc + from)});
-            }
-    }
-    column_merge(sums);
-    if (threadIdx.y == 0 && unit < units_per_row)
-        for (int lane = 0; lane < V; ++lane) {
-            long long c = unit * V + lane;
-            sum_dy[c] = sums[lane].dy;
-            sum_dy_xhat[c] = sums[lane].dy_xc * invstd[c];
-        }
+    if (at.mine) walk_rows<V>(a, at, [&](const auto& units) { add_gradient_units(a, units, center, sums); });
+    finish_rows<V>(a, at, sums, [&](long long c, Sums total) { write_sums(a, c, total); });
 }
-
-#define BACKWARD_INPUT_ARGS                                                                          \
-    const float *__restrict__ grad_output, const float *__restrict__ x, float *__restrict__ grad_input, long long N, \
-        long long C, long long S,                                                                     \
-        long long chunks, long long chunk_units, const float *mean, const float *invstd,              \
-        const float *weight, const float *sum_dy, const float *sum_dy_xhat, const float *count, int training
 
 // dx = scale * (dy - mean_dy) - slope * (x - mean): scale = weight*invstd,
 // mean_dy = sum_dy/M, slope = scale*invstd*sum_dy_xhat/M (both 0 in eval mode).
@@ -416,65 +506,51 @@ struct InputGradient {
     }
 };
 
-__device__ __forceinline__ InputGradient input_gradient_of(long long c, const float* mean, const float* invstd,
-                                                           const float* weight, const float* sum_dy,
-                                                           const float* sum_dy_xhat, const float* count, int training) {
+__device__ __forceinline__ InputGradient input_gradient_of(const BatchNormArguments& a, long long c) {
     InputGradient g;
-    g.scale = weight != nullptr ? weight[c] * invstd[c] : invstd[c];
-    g.center = mean[c];
-    g.mean_dy = training ? sum_dy[c] / count[c] : 0.f;
-    g.slope = training ? g.scale * invstd[c] * (sum_dy_xhat[c] / count[c]) : 0.f;
+    const float invstd = a.invstd[c];
+    g.scale = a.weight != nullptr ? a.weight[c] * invstd : invstd;
+    g.center = a.mean[c];
+    const bool training = a.count != nullptr;
+    g.mean_dy = training ? (float)(a.sum_dy[c] / a.count[c]) : 0.f;
+    g.slope = training ? g.scale * invstd * (float)(a.sum_dy_xhat[c] / a.count[c]) : 0.f;
     return g;
 }
 
 template <int V>
-__device__ void backward_input_planar(BACKWARD_INPUT_ARGS) {
-    PlanarChunk at = planar_chunk(N * S, chunks, chunk_units);
-    const InputGradient g = input_gradient_of(at.c, mean, invstd, weight, sum_dy, sum_dy_xhat, count, training);
-    walk_chunk(at.begin, at.end, C, S, at.c, [&](long long unit) {
-        float dy[V], v[V] = {};
-        load<V>(grad_output, unit, dy);
-        if (training) load<V>(x, unit, v);  // eval mode: dx = scale * dy, x is not needed
-        for (int lane = 0; lane < V; ++lane) dy[lane] = g(dy[lane], v[lane]);
-        store<V>(grad_input, unit, dy);
-    });
+__device__ void backward_input_planar(const BatchNormArguments a) {
+    const PlanarChunk at = planar_chunk(a);
+    const InputGradient g = input_gradient_of(a, at.c);
+    auto per_lane = [g](int, float dy, float value) { return g(dy, value); };
+    // x is read in training only (count given)
+    walk_chunk(a, at.c, at.begin, at.end,
+               MapUnits<V, decltype(per_lane)>{a, a.grad_output, a.count != nullptr, per_lane});
 }
 
 template <int V>
-__device__ void backward_input_rows(BACKWARD_INPUT_ARGS) {
-    const long long units_per_row = C / V, unit = (long long)blockIdx.x * ROWS_X + threadIdx.x;
-    if (unit >= units_per_row) return;
+__device__ void backward_input_rows(const BatchNormArguments a) {
+    const RowsLane at = rows_lane<V>(a);
+    if (!at.mine) return;
     InputGradient g[V];
-    for (int lane = 0; lane < V; ++lane)
-        g[lane] = input_gradient_of(unit * V + lane, mean, invstd, weight, sum_dy, sum_dy_xhat, count, training);
-    const long long row_end = min(N, (blockIdx.y + 1) * chunk_units);
-    for (long long n = blockIdx.y * chunk_units + threadIdx.y; n < row_end; n += ROWS_Y) {
-        float dy[V], v[V] = {};
-        load<V>(grad_output, n * units_per_row + unit, dy);
-        if (training) load<V>(x, n * units_per_row + unit, v);
-        for (int lane = 0; lane < V; ++lane) dy[lane] = g[lane](dy[lane], v[lane]);
-        store<V>(grad_input, n * units_per_row + unit, dy);
-    }
+    for (int lane = 0; lane < V; ++lane) g[lane] = input_gradient_of(a, at.unit * V + lane);
+    auto per_lane = [&g](int lane, float dy, float value) { return g[lane](dy, value); };
+    walk_rows<V>(a, at, MapUnits<V, decltype(per_lane)>{a, a.grad_output, a.count != nullptr, per_lane});
 }
 
 // ----- the entry points: one per layout and vector width --------------------------------
-#define ENTRY(name, body, args, threads, params)                                   \
-    extern "C" __global__ void __launch_bounds__(threads) name##_v1(args) { body<1> params; } \
-    extern "C" __global__ void __launch_bounds__(threads) name##_v4(args) { body<4> params; }
+#define ENTRY(name, body, threads)                                                                          \
+    extern "C" __global__ void __launch_bounds__(threads, MIN_BLOCKS_SCALAR) name##_v1(const BatchNormArguments a) { \
+        body<1>(a);                                                                                           \
+    }                                                                                                         \
+    extern "C" __global__ void __launch_bounds__(threads, MIN_BLOCKS_FLOAT4) name##_v4(const BatchNormArguments a) { \
+        body<4>(a);                                                                                           \
+    }
 
-#define STATISTICS_PARAMS (x, N, C, S, chunks, chunk_units, partial_count, partial_mean, partial_m2, tickets, \
-                           count, mean, m2, finalize, invstd, running_mean, running_var, momentum, eps)
-#define NORMALIZE_PARAMS (x, y, N, C, S, chunks, chunk_units, mean, second, second_is_var, eps, weight, bias)
-#define BACKWARD_SUMS_PARAMS (grad_output, x, N, C, S, chunks, chunk_units, mean, invstd, partial_dy, \
-                              partial_dy_xc, tickets, sum_dy, sum_dy_xhat)
-#define BACKWARD_INPUT_PARAMS (grad_output, x, grad_input, N, C, S, chunks, chunk_units, mean, invstd, weight, \
-                               sum_dy, sum_dy_xhat, count, training)
-
-ENTRY(batch_norm_statistics_planar, statistics_planar, STATISTICS_ARGS, PLANAR_THREADS, STATISTICS_PARAMS)
-ENTRY(batch_norm_statistics_rows, statistics_rows, STATISTICS_ARGS, ROWS_X * ROWS_Y, STATISTICS_PARAMS)
-ENTRY(batch_norm_normalize_planar, normalize_planar, NORMALIZE_ARGS, PLANAR_THREADS, NORMALIZE_PARAMS)
-ENTRY(batch_norm_normalize_rows, normalize_rows, NORMALIZE_ARGS, ROWS_X * ROWS_Y, NORMALIZE_PARAMS)
-ENTRY(batch_norm_backward_sums_planar, backward_sums_planar, BACKWARD_SUMS_ARGS, PLANAR_THREADS, BACKWARD_SUMS_PARAMS)
-ENTRY(batch_norm_backward_sums_rows, backward_sums_rows, BACKWARD_SUMS_ARGS, ROWS_X * ROWS_Y, BACKWARD_SUMS_PARAMS)
-ENTRY(batch_norm_backward_input_planar, backward_input_planar, BACKWARD_INPUT_ARGS, PLANAR_THREADS, BACKWARD_INPUT_PARAMS)
-ENTRY(batch_norm_backward_input_rows, backward_input_rows, BACKWARD_INPUT_ARGS, ROWS_X * ROWS_Y, BACKWARD_INPUT_PARAMS)
+ENTRY(batch_norm_statistics_planar, statistics_planar, PLANAR_THREADS)
+ENTRY(batch_norm_statistics_rows, statistics_rows, ROWS_X * ROWS_Y)
+ENTRY(batch_norm_normalize_planar, normalize_planar, PLANAR_THREADS)
+ENTRY(batch_norm_normalize_rows, normalize_rows, ROWS_X * ROWS_Y)
+ENTRY(batch_norm_backward_sums_planar, backward_sums_planar, PLANAR_THREADS)
+ENTRY(batch_norm_backward_sums_rows, backward_sums_rows, ROWS_X * ROWS_Y)
+ENTRY(batch_norm_backward_input_planar, backward_input_planar, PLANAR_THREADS)
+ENTRY(batch_norm_backward_input_rows, backward_input_rows, ROWS_X * ROWS_Y)

@@ -1,35 +1,39 @@
 // Magnitude pruning on the GPU: choose a threshold, build a mask, apply it.
 //
-// NumPy twins (same math, same passes): minigrad/prune/selection.py.
+// NumPy twins (same results): minigrad/prune/selection.py; its launchers build the table below.
 //
 // Every kernel here works on a LIST of float32 tensors at once (global pruning
-// over all layers of a model) without concatenating them: it receives a device
-// array of pointers, one per tensor, and a device array of their sizes. The
-// launch grid is 2-D: blockIdx.y picks the tensor, blockIdx.x and a grid-stride
-// loop walk its elements. A block whose tensor is smaller than its start exits
-// at once, so small tensors next to a big one cost only a few idle blocks.
-//
-//   grid  = (blocks_per_tensor, number_of_tensors), block = 256 threads
-//   blocks_per_tensor = min(ceil(largest_size / 256), 4096)   (host side)
+// over all layers of a model) without concatenating them. The host uploads a
+// table, as sgd.cu's launcher does:
+//   tensors[t]       (TensorSlot) the tensor's values, its mask (null: every entry
+//                    is a candidate), an output (a new mask, or the pruned values),
+//                    its size and the index of its first chunk;
+//   chunk_tensor[b]  which tensor block b works on.
+// Every tensor is cut into chunks of CHUNK_ELEMENTS values, one block each, so
+// the grid is (sum_t ceil(size_t / CHUNK_ELEMENTS)) x 256 threads: flat (grid.x
+// only, no 65535 limit on the number of tensors), with no empty block.
+// A thread handles UNROLL values per round, loaded together before any is used
+// (values and masks alike: the mask never decides whether the value is read),
+// so UNROLL * 2 loads are in flight per thread.
 //
 // Magnitudes as integers. For a non-negative IEEE float, a larger value has a
 // larger bit pattern when read as an unsigned integer. So |w| is ordered like
 // bits(w) & 0x7fffffff, and "the k-th smallest magnitude" is found on these
-// 31-bit integers, 8 bits at a time (a radix select, never a sort):
+// 31-bit integers one digit at a time, from the top (a radix select, never a sort):
 //
-//   pass 0 looks at bits 31..24, pass 1 at 23..16, pass 2 at 15..8, pass 3 at 7..0.
-//   magnitude_histogram: among the candidates whose higher bits equal the
-//     prefix found so far, count how many have each value (0..255) of the
-//     current 8 bits.
-//   select_digit: walk the 256 counts; the digit where the running count first
-//     reaches the wanted rank is the next 8 bits of the answer; subtract the
-//     counts before it from the rank.
+//   digit 0 = bits 30..20 (11 bits, 2048 bins): first_digit_histogram counts the
+//     candidates of every tensor per bin (each block in shared memory);
+//     select_digit walks the counts to the bin where the running count reaches
+//     the wanted rank, and subtracts the counts before it from the rank.
+//   compact_candidates: the candidates whose digit 0 is that bin (usually a few
+//     per cent of them) are copied, as their 31-bit patterns, into one short list.
+//   digit 1 = bits 19..10, digit 2 = bits 9..0 (1024 bins each):
+//     compacted_histogram + select_digit on the short list only.
 //
-// After four passes `state` holds the bit pattern T of the k-th smallest
+// After these six launches `state` holds the bit pattern T of the k-th smallest
 // magnitude, how many candidates equal T, and how many of those must still be
 // pruned. A candidate is an entry whose current mask is non-zero (re-pruning
-// never revives an entry; only unpruned entries compete), or every entry when
-// the tensor has no mask (a null pointer in the mask list).
+// never revives an entry; only unpruned entries compete).
 //
 // mask_from_threshold: new_mask = old_mask AND (bits(|w|) >= keep_from_bits).
 //   With keep_from_bits = bits(eps) this is the seed's rule (w = 0 where
@@ -37,112 +41,178 @@
 // apply_mask: out = w * mask (out may be w itself).
 //
 // Memory floor (N elements in all, 4-byte values and masks):
-//   magnitude_histogram: reads w and mask, 8 N bytes per pass, 4 passes = 32 N;
-//   select_digit: 2 KB; mask_from_threshold: reads w, old mask, writes mask = 12 N;
-//   apply_mask: reads w, mask, writes out = 12 N.
-// A full sort of N floats moves several times more (every radix-sort pass
-// reads and writes keys and indices).
+//   first_digit_histogram 8 N, compact_candidates 8 N (+ 4 bytes per copied
+//   candidate), the two short-list passes 4 bytes per copied candidate each:
+//   about 16 N to find T (the 8-bit, four-pass version read 32 N);
+//   mask_from_threshold 12 N; apply_mask 12 N.
 //
 // state[] layout (unsigned long long):
 //   [0] prefix: the bits of T decided so far     [1] decided: which bits those are
 //   [2] rank: 1-based rank still wanted           [3] count of candidates equal to T
+//   [4] length of the short list
 
-#define DIGIT_BITS 8
-#define DIGIT_VALUES 256
+#define BLOCK_THREADS 256
+#define UNROLL 8
+#define CHUNK_ELEMENTS 4096  // BLOCK_THREADS * UNROLL * 2 rounds
+#define FIRST_DIGIT_BITS 11
+#define LATER_DIGIT_BITS 10
 #define MAGNITUDE_BITS 0x7fffffffu
+
+struct TensorSlot {
+    const float* values;
+    const float* mask;    // null: every entry is a candidate
+    float* output;        // mask_from_threshold: the new mask; apply_mask: values * mask
+    long long size;
+    long long first_chunk;
+};
 
 __device__ __forceinline__ unsigned int magnitude_bits(float value) {
     return __float_as_uint(value) & MAGNITUDE_BITS;
 }
 
-__device__ __forceinline__ bool is_candidate(const float* mask, long long i) {
-    return mask == nullptr || mask[i] != 0.0f;
+// This block's tensor and the [start, end) of its chunk.
+struct Chunk {
+    TensorSlot tensor;
+    long long start, end;
+};
+
+__device__ __forceinline__ Chunk chunk_of_block(const TensorSlot* tensors, const int* chunk_tensor) {
+    Chunk chunk;
+    chunk.tensor = tensors[chunk_tensor[blockIdx.x]];
+    chunk.start = ((long long)blockIdx.x - chunk.tensor.first_chunk) * CHUNK_ELEMENTS;
+    chunk.end = min(chunk.tensor.size, chunk.start + CHUNK_ELEMENTS);
+    return chunk;
 }
 
-// One pass of the radix select: a 256-bin histogram of the current digit.
-// grid (blocks_per_tensor, number_of_tensors), block 256 (= DIGIT_VALUES).
-// Each block counts into shared memory (32-bit counters: one block sees at most
-// ceil(size / blocks_per_tensor) elements, which the host keeps below 2^31),
-// then adds its counts to the 64-bit global histogram.
-extern "C" __global__ void magnitude_histogram(
-        const float* const* values, const float* const* masks, const long long* sizes,
-        int pass, const unsigned long long* state, unsigned long long* histogram) {
-    __shared__ unsigned int counts[DIGIT_VALUES];
-    for (int bin = threadIdx.x; bin < DIGIT_VALUES; bin += blockDim.x) counts[bin] = 0u;
-    __syncthreads();
+// Calls visit(index, value, mask value) for every element of the chunk, UNROLL at a time:
+// all the round's loads are issued before the first visit. A missing mask reads as 1.
+template <class Visit>
+__device__ __forceinline__ void for_each_in_chunk(const Chunk& chunk, Visit visit) {
+    const float* values = chunk.tensor.values;
+    const float* mask = chunk.tensor.mask;
+    for (long long base = chunk.start + threadIdx.x; base < chunk.end; base += UNROLL * BLOCK_THREADS) {
+        float value[UNROLL], keep[UNROLL];
+#pragma unroll
+        for (int k = 0; k < UNROLL; ++k) {
+            const long long i = base + k * BLOCK_THREADS;
+            value[k] = i < chunk.end ? __ldcg(values + i) : 0.f;  // read once: L2 only, global loads
+            keep[k] = i < chunk.end && mask != nullptr ? __ldcg(mask + i) : 1.f;
+        }
+#pragma unroll
+        for (int k = 0; k < UNROLL; ++k) {
+            const long long i = base + k * BLOCK_THREADS;
+            if (i < chunk.end) visit(i, value[k], keep[k]);
+        }
+    }
+}
 
-    const int tensor = blockIdx.y;
-    const float* value = values[tensor];
-    const float* mask = masks[tensor];
-    const long long size = sizes[tensor];
-    const unsigned int prefix = (unsigned int)state[0];
-    const unsigned int decided = (unsigned int)state[1];
-    const int shift = 32 - DIGIT_BITS * (pass + 1);
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < size; i += stride) {
-        if (!is_candidate(mask, i)) continue;
-        const unsigned int bits = magnitude_bits(value[i]);
-        if ((bits & decided) != prefix) continue;
-        atomicAdd(&counts[(bits >> shift) & (DIGIT_VALUES - 1)], 1u);
+// ----- the radix select ----------------------------------------------------------------
+// Digit 0 of every candidate, counted per block in shared memory, then added to `histogram`.
+extern "C" __global__ void __launch_bounds__(BLOCK_THREADS)
+first_digit_histogram(const TensorSlot* tensors, const int* chunk_tensor, unsigned long long* histogram) {
+    __shared__ unsigned int counts[1 << FIRST_DIGIT_BITS];
+    for (int bin = threadIdx.x; bin < (1 << FIRST_DIGIT_BITS); bin += BLOCK_THREADS) counts[bin] = 0u;
+    __syncthreads();
+    const Chunk chunk = chunk_of_block(tensors, chunk_tensor);
+    const int shift = 31 - FIRST_DIGIT_BITS;
+    for_each_in_chunk(chunk, [&](long long, float value, float keep) {
+        if (keep != 0.f) atomicAdd(&counts[magnitude_bits(value) >> shift], 1u);
+    });
+    __syncthreads();
+    for (int bin = threadIdx.x; bin < (1 << FIRST_DIGIT_BITS); bin += BLOCK_THREADS)
+        if (counts[bin] != 0u) atomicAdd(&histogram[bin], (unsigned long long)counts[bin]);
+}
+
+// Copies the 31-bit patterns of the candidates whose decided bits equal the prefix
+// (digit 0, chosen by select_digit) into `short_list`; state[4] counts them. Each block
+// stages its matches in shared memory and reserves its range of the list with one atomic.
+extern "C" __global__ void __launch_bounds__(BLOCK_THREADS)
+compact_candidates(const TensorSlot* tensors, const int* chunk_tensor, unsigned long long* state,
+                   unsigned int* short_list) {
+    __shared__ unsigned int staged[CHUNK_ELEMENTS];
+    __shared__ unsigned int staged_count;
+    __shared__ unsigned long long list_start;
+    if (threadIdx.x == 0) staged_count = 0u;
+    __syncthreads();
+    const Chunk chunk = chunk_of_block(tensors, chunk_tensor);
+    const unsigned int prefix = (unsigned int)state[0], decided = (unsigned int)state[1];
+    for_each_in_chunk(chunk, [&](long long, float value, float keep) {
+        const unsigned int bits = magnitude_bits(value);
+        if (keep != 0.f && (bits & decided) == prefix) staged[atomicAdd(&staged_count, 1u)] = bits;
+    });
+    __syncthreads();
+    if (threadIdx.x == 0 && staged_count != 0u) list_start = atomicAdd(&state[4], (unsigned long long)staged_count);
+    __syncthreads();
+    for (unsigned int k = threadIdx.x; k < staged_count; k += BLOCK_THREADS) short_list[list_start + k] = staged[k];
+}
+
+// One later digit (bits shift+9..shift) of the short list, which holds state[4] patterns
+// that all match the prefix of digit 0. Any grid: blocks stride over the list.
+extern "C" __global__ void __launch_bounds__(BLOCK_THREADS)
+compacted_histogram(const unsigned int* short_list, const unsigned long long* state, int shift,
+                    unsigned long long* histogram) {
+    __shared__ unsigned int counts[1 << LATER_DIGIT_BITS];
+    for (int bin = threadIdx.x; bin < (1 << LATER_DIGIT_BITS); bin += BLOCK_THREADS) counts[bin] = 0u;
+    __syncthreads();
+    const long long length = (long long)state[4];
+    const unsigned int prefix = (unsigned int)state[0], decided = (unsigned int)state[1];
+    for (long long i = (long long)blockIdx.x * BLOCK_THREADS + threadIdx.x; i < length;
+         i += (long long)gridDim.x * BLOCK_THREADS) {
+        const unsigned int bits = short_list[i];
+        if ((bits & decided) == prefix) atomicAdd(&counts[(bits >> shift) & ((1u << LATER_DIGIT_BITS) - 1u)], 1u);
     }
     __syncthreads();
-    for (int bin = threadIdx.x; bin < DIGIT_VALUES; bin += blockDim.x) {
+    for (int bin = threadIdx.x; bin < (1 << LATER_DIGIT_BITS); bin += BLOCK_THREADS)
         if (counts[bin] != 0u) atomicAdd(&histogram[bin], (unsigned long long)counts[bin]);
-    }
 }
 
 // Pick the digit that holds the wanted rank and narrow the search to it.
-// grid (1), block 256: the threads load the histogram, one thread walks it.
-extern "C" __global__ void select_digit(
-        const unsigned long long* histogram, int pass, unsigned long long* state) {
-    __shared__ unsigned long long counts[DIGIT_VALUES];
-    for (int bin = threadIdx.x; bin < DIGIT_VALUES; bin += blockDim.x) counts[bin] = histogram[bin];
+// grid (1), block 256; bins is 2048 or 1024 (a multiple of 256). Each thread sums a run
+// of bins bins/256 long, then one thread finds the run and the bin within it.
+extern "C" __global__ void __launch_bounds__(BLOCK_THREADS)
+select_digit(const unsigned long long* histogram, int bins, int shift, unsigned long long* state) {
+    __shared__ unsigned long long run_total[BLOCK_THREADS];
+    const int run = bins / BLOCK_THREADS;
+    unsigned long long total = 0;
+    for (int bin = threadIdx.x * run; bin < (threadIdx.x + 1) * run; ++bin) total += histogram[bin];
+    run_total[threadIdx.x] = total;
     __syncthreads();
     if (threadIdx.x != 0) return;
 
-    const int shift = 32 - DIGIT_BITS * (pass + 1);
     const unsigned long long rank = state[2];
     unsigned long long below = 0;  // candidates in the bins before `digit`
-    int digit = DIGIT_VALUES - 1;  // the rank is never above the total (checked on the host)
-    for (int bin = 0; bin < DIGIT_VALUES; ++bin) {
-        if (below + counts[bin] >= rank) { digit = bin; break; }
-        below += counts[bin];
+    int first = BLOCK_THREADS - 1;  // the rank is never above the total (checked on the host)
+    for (int r = 0; r < BLOCK_THREADS; ++r) {
+        if (below + run_total[r] >= rank) { first = r; break; }
+        below += run_total[r];
+    }
+    int digit = (first + 1) * run - 1;
+    for (int bin = first * run; bin < (first + 1) * run; ++bin) {
+        if (below + histogram[bin] >= rank) { digit = bin; break; }
+        below += histogram[bin];
     }
     state[0] |= (unsigned long long)digit << shift;
-    state[1] |= (unsigned long long)(DIGIT_VALUES - 1) << shift;
+    state[1] |= (unsigned long long)(bins - 1) << shift;
     state[2] = rank - below;
-    state[3] = counts[digit];
+    state[3] = histogram[digit];
 }
 
-// new_mask[i] = 1 if the entry was a candidate and bits(|w[i]|) >= keep_from_bits, else 0.
-// grid (blocks_per_tensor, number_of_tensors), block 256. new_masks may alias old_masks.
-extern "C" __global__ void mask_from_threshold(
-        const float* const* values, const float* const* old_masks, float* const* new_masks,
-        const long long* sizes, unsigned int keep_from_bits) {
-    const int tensor = blockIdx.y;
-    const float* value = values[tensor];
-    const float* old_mask = old_masks[tensor];
-    float* new_mask = new_masks[tensor];
-    const long long size = sizes[tensor];
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < size; i += stride) {
-        const bool keep = is_candidate(old_mask, i) && magnitude_bits(value[i]) >= keep_from_bits;
-        new_mask[i] = keep ? 1.0f : 0.0f;
-    }
+// ----- masks ----------------------------------------------------------------------------
+// output = 1 where the entry was a candidate and bits(|w|) >= keep_from_bits, else 0.
+// output may alias mask.
+extern "C" __global__ void __launch_bounds__(BLOCK_THREADS)
+mask_from_threshold(const TensorSlot* tensors, const int* chunk_tensor, unsigned int keep_from_bits) {
+    const Chunk chunk = chunk_of_block(tensors, chunk_tensor);
+    float* output = chunk.tensor.output;
+    for_each_in_chunk(chunk, [&](long long i, float value, float keep) {
+        output[i] = keep != 0.f && magnitude_bits(value) >= keep_from_bits ? 1.0f : 0.0f;
+    });
 }
 
-// out[i] = w[i] * mask[i]. grid (blocks_per_tensor, number_of_tensors), block 256.
-// outputs may alias values (prune in place).
-extern "C" __global__ void apply_mask(
-        const float* const* values, const float* const* masks, float* const* outputs,
-        const long long* sizes) {
-    const int tensor = blockIdx.y;
-    const float* value = values[tensor];
-    const float* mask = masks[tensor];
-    float* output = outputs[tensor];
-    const long long size = sizes[tensor];
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < size; i += stride) {
-        output[i] = value[i] * mask[i];
-    }
+// output = w * mask; output may alias values (prune in place).
+extern "C" __global__ void __launch_bounds__(BLOCK_THREADS)
+apply_mask(const TensorSlot* tensors, const int* chunk_tensor) {
+    const Chunk chunk = chunk_of_block(tensors, chunk_tensor);
+    float* output = chunk.tensor.output;
+    for_each_in_chunk(chunk, [&](long long i, float value, float keep) { output[i] = value * keep; });
 }

@@ -37,6 +37,7 @@
 //   The table itself is 56 B per tensor + 4 B per chunk: negligible.
 
 #define BLOCK_THREADS 256
+#define MASK_BYTE_ALIGNMENT 4  // the host sets VECTORIZED only for byte masks aligned to this
 
 // Per-tensor flags (bit values shared with minigrad/optim/sgd_cuda.py).
 #define FLAG_MOMENTUM   1    // the group has momentum: buf exists and is updated
@@ -72,8 +73,12 @@ __device__ __forceinline__ double add(double a, double b) { return __dadd_rn(a, 
 __device__ __forceinline__ double subtract(double a, double b) { return __dsub_rn(a, b); }
 
 template <typename T> struct Vector;
-template <> struct Vector<float> { typedef float4 type; static const int width = 4; };
-template <> struct Vector<double> { typedef double2 type; static const int width = 2; };
+// `bytes`: the one-byte mask entries of one vector, read with one load (the host
+// sets VECTORIZED only when a byte mask is 4-byte aligned).
+template <> struct Vector<float> { typedef float4 type; typedef unsigned int bytes; static const int width = 4; };
+template <> struct Vector<double> { typedef double2 type; typedef unsigned short bytes; static const int width = 2; };
+static_assert(sizeof(Vector<float>::bytes) <= MASK_BYTE_ALIGNMENT, "a byte mask load needs more alignment");
+static_assert(sizeof(Vector<double>::bytes) <= MASK_BYTE_ALIGNMENT, "a byte mask load needs more alignment");
 
 // The hyper-parameters rounded to T once per block, as NumPy rounds a Python float
 // scalar to the array's dtype.
@@ -146,23 +151,32 @@ __device__ __forceinline__ void update_vector(const TensorEntry<T>& entry, const
     const int width = Vector<T>::width;
     const bool momentum = (h.flags & FLAG_MOMENTUM) != 0;
     union Lanes { V vector; T lane[Vector<T>::width]; };
-    Lanes weight, grad, buffer, mask;
+    Lanes weight, grad, buffer;
+    unsigned int keep = (1u << width) - 1u;  // bit k: lane k is not pruned
     weight.vector = *reinterpret_cast<const V*>(entry.param + i);
     grad.vector = *reinterpret_cast<const V*>(entry.grad + i);
     if (momentum && !(h.flags & FLAG_FIRST_STEP)) {
         buffer.vector = *reinterpret_cast<const V*>(entry.momentum_buffer + i);
     } else {
+#pragma unroll
         for (int k = 0; k < width; ++k) buffer.lane[k] = T(0);
     }
     if (h.flags & FLAG_MASK_SAME) {
+        Lanes mask;
         mask.vector = *reinterpret_cast<const V*>(static_cast<const T*>(entry.mask) + i);
-    } else {
-        for (int k = 0; k < width; ++k) mask.lane[k] = keeps(entry, i + k) ? T(1) : T(0);
+        keep = 0u;
+#pragma unroll
+        for (int k = 0; k < width; ++k) keep |= (mask.lane[k] != T(0) ? 1u : 0u) << k;
+    } else if (h.flags & FLAG_MASK_BYTE) {  // the width bytes in one load, not width loads
+        const typename Vector<T>::bytes packed =
+            *reinterpret_cast<const typename Vector<T>::bytes*>(static_cast<const unsigned char*>(entry.mask) + i);
+        keep = 0u;
+#pragma unroll
+        for (int k = 0; k < width; ++k) keep |= (((packed >> (8 * k)) & 0xffu) != 0u ? 1u : 0u) << k;
     }
 #pragma unroll
-    for (int k = 0; k < width; ++k) {
-        update_element(weight.lane[k], grad.lane[k], buffer.lane[k], mask.lane[k] != T(0), h);
-    }
+    for (int k = 0; k < width; ++k)
+        update_element(weight.lane[k], grad.lane[k], buffer.lane[k], ((keep >> k) & 1u) != 0u, h);
     *reinterpret_cast<V*>(entry.param + i) = weight.vector;
     if (momentum) *reinterpret_cast<V*>(entry.momentum_buffer + i) = buffer.vector;
 }

@@ -22,8 +22,8 @@ def check_batchnorm(rng):
     x = (rng.standard_normal((6, 5, 7, 9)) * 3 + 10).astype(np.float32)
     with emulator.emulate("batchnorm", multiprocessors=4) as device:
         running = device.to_device(np.zeros(5, np.float32)), device.to_device(np.ones(5, np.float32))
-        count, mean, invstd = batchnorm_cuda.training_statistics(device.to_device(x), *running, 0.1, 1e-5)
-        y = batchnorm_cuda.normalize(device.to_device(x), mean, invstd, None, None)
+        count, mean, invstd = batchnorm_cuda.steps.training_statistics(device.to_device(x), *running, 0.1, 1e-5)
+        y = batchnorm_cuda.steps.normalize(device.to_device(x), mean, invstd, None, None)
         launches = len(device.launches)
     twin_count, twin_mean, twin_invstd = batchnorm.training_statistics(
         x, np.zeros(5, np.float32), np.ones(5, np.float32), 0.1, 1e-5)

@@ -1,6 +1,6 @@
 """kernels/batchnorm.cu against its NumPy twins (minigrad/nn/batchnorm.py).
 
-Every kernel step of minigrad/nn/batchnorm_cuda.py is compared with the twin
+Every step of ``CudaSteps`` (minigrad/nn/batchnorm_cuda.py) is compared with the twin
 of the same name on fresh random inputs of awkward sizes (not multiples of the
 block size; float4 and scalar variants; planar NCHW and rows (N, C) layouts;
 several blocks per channel). Two devices run the same checks:
@@ -11,19 +11,27 @@ several blocks per channel). Two devices run the same checks:
   without a GPU;
 - "cuda": the real GPU (marker gpu; skipped without CUDA).
 """
+import re
+import types
+
 import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import backend
+from minigrad import backend, kernels
 from minigrad.nn import batchnorm as reference
 from minigrad.nn import batchnorm_cuda
+from minigrad.nn.batchnorm_steps import BatchNormSteps
+
+STEPS = batchnorm_cuda.steps
 
 import cuda_emulator
 
 # Shapes: planar scalar (S odd), planar float4 (S % 4 == 0), rows float4 and
-# scalar (C % 4), (N, C, L), a single row per chunk, one-channel inputs.
-EMULATED_SHAPES = [(3, 5, 7, 11), (33, 12, 13, 13), (6, 8, 4, 4), (257, 100), (67, 37), (5, 3, 2), (2, 1, 3, 5)]
+# scalar (C % 4), (N, C, L), a single row per chunk, one-channel inputs, rows of
+# fewer than 32 units (C = 10: three rows side by side per warp; C = 12 as float4: ten).
+EMULATED_SHAPES = [(3, 5, 7, 11), (33, 12, 13, 13), (6, 8, 4, 4), (257, 100), (67, 37), (5, 3, 2), (2, 1, 3, 5),
+                   (45, 10), (83, 12)]
 GPU_SHAPES = EMULATED_SHAPES + [(257, 1000), (33, 64, 13, 13), (4, 3, 301, 299), (8192, 36), (2, 2048, 7, 7),
                                 (1, 3, 1000, 1001)]
 
@@ -78,7 +86,7 @@ def _check_every_step(device, shape, rng, misaligned=False):
     vectors = {name: values.astype(np.float64) for name, values in vectors.items()}
 
     # training statistics, fused finalize (running stats updated in the same launch)
-    count, mean, invstd = batchnorm_cuda.training_statistics(
+    count, mean, invstd = STEPS.training_statistics(
         x_device, on_device["running_mean"], on_device["running_var"], momentum, eps)
     running_mean, running_var = vectors["running_mean"].copy(), vectors["running_var"].copy()
     count_ref, mean_ref, invstd_ref = reference.training_statistics(x, running_mean, running_var, momentum, eps)
@@ -91,29 +99,29 @@ def _check_every_step(device, shape, rng, misaligned=False):
     # the hook path: statistics, combine (here: double every count), finalize kernel
     def combine(count, mean, m2):
         return count * 2, mean, m2 * 2
-    count_hook, mean_hook, invstd_hook = batchnorm_cuda.training_statistics(x_device, None, None, momentum, eps,
+    count_hook, mean_hook, invstd_hook = STEPS.training_statistics(x_device, None, None, momentum, eps,
                                                                             combine)
     _close(count_hook, 2 * count_ref, device)
     _close(invstd_hook, invstd_ref, device, rtol=1e-4)
 
     # normalize with batch statistics, and the one-launch eval forward
-    y = batchnorm_cuda.normalize(x_device, mean, invstd, on_device["weight"], on_device["bias"])
+    y = STEPS.normalize(x_device, mean, invstd, on_device["weight"], on_device["bias"])
     y_ref = reference.normalize(x, mean_ref, invstd_ref, vectors["weight"], vectors["bias"])
     _close(y, y_ref, device, scale=4, rtol=1e-4)
-    y_eval = batchnorm_cuda.normalize_with_running_stats(x_device, on_device["running_mean"],
+    y_eval = STEPS.normalize_with_running_stats(x_device, on_device["running_mean"],
                                                          on_device["running_var"], None, None, eps)
     _close(y_eval, reference.normalize_with_running_stats(x, running_mean, running_var, None, None, eps),
            device, scale=30)
 
     # backward: per-channel sums, then dx in training and in eval mode
-    sum_dy, sum_dy_xhat = batchnorm_cuda.gradient_sums(grad_device, x_device, mean, invstd)
+    sum_dy, sum_dy_xhat = STEPS.gradient_sums(grad_device, x_device, mean, invstd)
     sum_dy_ref, sum_dy_xhat_ref = reference.gradient_sums(grad, x, mean_ref, invstd_ref)
     values_per_channel = float(count_ref[0])
     _close(sum_dy, sum_dy_ref, device, scale=np.sqrt(values_per_channel), rtol=1e-4)
     _close(sum_dy_xhat, sum_dy_xhat_ref, device, scale=np.sqrt(values_per_channel), rtol=1e-4)
     for training in (True, False):
         sums = (sum_dy, sum_dy_xhat, count) if training else (None, None, None)  # eval dx needs no sums
-        dx = batchnorm_cuda.input_gradient(grad_device, x_device, mean, invstd, on_device["weight"], *sums, training)
+        dx = STEPS.input_gradient(grad_device, x_device, mean, invstd, on_device["weight"], *sums, training)
         dx_ref = reference.input_gradient(grad, x, mean_ref, invstd_ref, vectors["weight"], sum_dy_ref,
                                           sum_dy_xhat_ref, count_ref, training)
         _close(dx, dx_ref, device, scale=float(np.abs(dx_ref).max()), rtol=1e-4)
@@ -135,17 +143,19 @@ def test_long_chunks_walk_four_values_at_a_time(monkeypatch, rng):
     monkeypatch.setattr(batchnorm_cuda.device, "multiprocessors", 1)
     monkeypatch.setattr(batchnorm_cuda, "UNITS_PER_THREAD", 16)
     for shape in [(8, 2, 37, 41), (4, 3, 40, 44), (3000, 6)]:
-        layout = batchnorm_cuda._Layout(shape, ())
-        assert layout.geometry[4] > 4 * 256 or shape[2:] == ()  # chunk_units: more than four steps per thread
+        layout = batchnorm_cuda._Layout("batch_norm_statistics", shape, ())
+        # chunk_units: more than four steps per thread
+        assert layout.geometry["chunk_units"] > 4 * 256 or shape[2:] == ()
         _check_every_step(emulated, shape, rng)
 
 
 def test_a_channel_spread_over_many_blocks_is_merged_once(monkeypatch, rng):
     emulated = _Emulated(monkeypatch)
+    emulated.device.host_memory = True  # the running mean is a NumPy buffer, as a layer's is
     x, _, vectors = _inputs(rng, (40, 3, 9, 9))
-    running_mean = emulated.to_device(vectors["running_mean"])
-    batchnorm_cuda.training_statistics(x, running_mean, None, 0.5, 1e-5)
-    layout = batchnorm_cuda._Layout(x.shape, (x,))
+    running_mean = vectors["running_mean"].copy()
+    STEPS.training_statistics(x, running_mean, None, 0.5, 1e-5)
+    layout = batchnorm_cuda._Layout("batch_norm_statistics", x.shape, (x,))
     assert layout.chunks > 8 and layout.grid == (3 * layout.chunks,)
     expected = 0.5 * vectors["running_mean"] + 0.5 * x.mean(axis=(0, 2, 3))
     _close(running_mean, expected, emulated, scale=20)  # moved once, not once per block
@@ -158,21 +168,16 @@ def test_layer_runs_on_the_kernels(device, rng):
         kernel_layer, numpy_layer = layer_class(shape[1]), layer_class(shape[1])
         if isinstance(device, _Cuda):
             kernel_layer.to("cuda")
-        else:  # the layer's tensors stay NumPy arrays: the emulator takes them as device memory
-            device.device.host_memory = True
         for training in (True, False):
             kernel_layer.train(training), numpy_layer.train(training)
             outputs = []
             for layer, uses_kernels in ((kernel_layer, True), (numpy_layer, False)):
                 data = device.to_device(x) if uses_kernels else x
                 inputs = mg.Tensor(data, requires_grad=True)
-                if uses_kernels and isinstance(device, _Emulated):
-                    # NumPy data takes the NumPy path; route this layer's steps to the emulated kernels
-                    with pytest.MonkeyPatch.context() as patch:
-                        patch.setattr(reference, "_steps_for", lambda *arrays: batchnorm_cuda)
-                        output = layer(inputs)
-                        output.backward(device.to_device(grad))
-                else:
+                with pytest.MonkeyPatch.context() as patch:
+                    if not uses_kernels:  # on the emulator NumPy data is "device" data: name the twins
+                        patch.setattr(reference, "BACKENDS", [reference.NumPySteps()])
+                    assert reference._steps_for(data).name == ("cuda" if uses_kernels else "numpy")
                     output = layer(inputs)
                     output.backward(device.to_device(grad) if uses_kernels else grad)
                 outputs.append([output.numpy(), inputs.grad.numpy(), layer.weight.grad.numpy(),
@@ -180,6 +185,105 @@ def test_layer_runs_on_the_kernels(device, rng):
                 layer.zero_grad()
             for kernel_value, numpy_value in zip(*outputs):
                 np.testing.assert_allclose(kernel_value, numpy_value, rtol=1e-4, atol=1e-4 * np.abs(numpy_value).max())
+
+
+def test_host_constants_match_the_kernel_source():
+    defines = dict(re.findall(r"#define (\w+)\s+(\d+)", kernels.source("batchnorm")))
+    for name in ("PLANAR_THREADS", "ROWS_X", "ROWS_Y", "MIN_BLOCKS_SCALAR", "MIN_BLOCKS_FLOAT4"):
+        assert int(defines[name]) == getattr(batchnorm_cuda, name), name
+
+
+def test_the_argument_struct_matches_the_c_struct():
+    """static_asserts on sizeof/offsetof, written from the NumPy dtype, must compile with NVRTC."""
+    dtype = batchnorm_cuda.ARGUMENTS
+    checks = [f'static_assert(sizeof(BatchNormArguments) == {dtype.itemsize}, "size");']
+    checks += [f'static_assert(__builtin_offsetof(BatchNormArguments, {field}) == {dtype.fields[field][1]}, "{field}");'
+               for field in dtype.names]
+    source = kernels.source("batchnorm") + "\n" + "\n".join(checks)
+    kernels.compile_for_source(source, "sm_90")
+    with pytest.raises(RuntimeError, match="tickets"):  # the check can fail
+        kernels.compile_for_source(source.replace(f"tickets) == {dtype.fields['tickets'][1]}", "tickets) == 8"),
+                                   "sm_90")
+
+
+def test_the_struct_reaches_cupy_as_a_one_element_array(monkeypatch):
+    """CuPy passes a one-element NumPy array by value (a structured scalar it would refuse); the emulator
+    takes the structured scalar itself. kernels.Device turns the one into the other."""
+    launched = []
+    monkeypatch.setattr(kernels, "function", lambda name, kernel: lambda grid, block, args: launched.append(args))
+    arguments = batchnorm_cuda._arguments({"N": 3, "C": 2}, 0.5, 1e-5, {})
+    assert isinstance(arguments, np.void) and arguments.dtype == batchnorm_cuda.ARGUMENTS
+    kernels.Device("batchnorm").kernel("batch_norm_finalize")((1,), (256,), (arguments, np.int32(7)))
+    (as_array, scalar), = launched
+    assert isinstance(as_array, np.ndarray) and as_array.size == 1 and as_array.tobytes() == arguments.tobytes()
+    assert as_array["N"] == 3 and as_array["eps"] == np.float32(1e-5) and scalar == 7
+
+
+def test_counts_are_exact_beyond_two_to_the_24(monkeypatch):
+    """M = 2^24 + 1 values per channel: float32 would round M to 2^24 and M - 1 to 2^24 - 1."""
+    emulated = _Emulated(monkeypatch)
+    emulated.device.host_memory = True
+    count = 2.0 ** 24 + 1
+    m2 = np.array([2.0 ** 24], dtype=np.float32)  # so that M2 / (M - 1) is exactly 1
+    mean = np.zeros(1, dtype=np.float32)
+    running_var, twin_running_var = np.zeros(1, dtype=np.float32), np.zeros(1, dtype=np.float32)
+    STEPS.finalize_statistics(np.array([count]), mean, m2, None, running_var, 1.0, 0.0)
+    reference.finalize_statistics(np.array([count]), mean, m2, None, twin_running_var, 1.0, 0.0)
+    assert running_var[0] == twin_running_var[0] == 1.0 and emulated.device.launches == ["batch_norm_finalize"]
+    assert reference.batch_statistics(np.zeros((2, 3, 4), dtype=np.float32))[0].dtype == np.float64
+    assert batchnorm_cuda._counts((4097, 2, 64, 64))[0] == 4097 * 64 * 64
+
+
+class _HostMemoryIsForeign(cuda_emulator.EmulatedDevice):
+    """The emulator, except that it refuses the arrays in ``foreign`` as a GPU refuses host memory."""
+
+    def __init__(self, foreign):
+        super().__init__("batchnorm", host_memory=True)
+        self.foreign = foreign
+
+    def holds(self, array):
+        return super().holds(array) and not any(array is other for other in self.foreign)
+
+
+def test_a_host_array_never_reaches_a_kernel(monkeypatch, rng):
+    x, _, vectors = _inputs(rng, (4, 3, 5, 5))
+    monkeypatch.setattr(batchnorm_cuda, "device", _HostMemoryIsForeign([vectors["running_mean"]]))
+    with pytest.raises(TypeError, match=r"numpy.ndarray of shape \(3,\) \(float32\) cannot reach a kernel"):
+        STEPS.training_statistics(x, vectors["running_mean"], vectors["running_var"], 0.1, 1e-5)
+    assert batchnorm_cuda.device.launches == []
+    assert reference._steps_for(x, vectors["running_mean"]).name == "numpy"  # so the layer takes the twins
+    assert reference._steps_for(x, vectors["running_var"]).name == "cuda"
+
+
+def test_launches_on_two_streams_take_tickets_from_two_buffers(monkeypatch):
+    """kernels.Device.tickets keys its zeroed counters by (GPU, stream); checked with a stand-in for CuPy."""
+    current = {"device": 0, "stream": 0}
+    fake_cupy = types.SimpleNamespace(
+        zeros=np.zeros, cuda=types.SimpleNamespace(
+            runtime=types.SimpleNamespace(getDevice=lambda: current["device"]),
+            get_current_stream=lambda: types.SimpleNamespace(ptr=current["stream"])))
+    monkeypatch.setattr(backend, "cupy", lambda: fake_cupy)
+    gpu = kernels.Device("batchnorm")
+    first = gpu.tickets(10)
+    assert gpu.tickets(10) is first and not first.any()
+    current["stream"] = 0x7f00
+    second = gpu.tickets(10)
+    assert second is not first
+    current["device"] = 1
+    assert gpu.tickets(10) is not second
+    current.update(device=0, stream=0)
+    assert gpu.tickets(5000) is not first and gpu.tickets(5000).size >= 5000  # grown for a larger launch
+
+
+def test_the_backends_implement_the_declared_steps():
+    steps = [name for name, value in vars(BatchNormSteps).items() if callable(value) and not name.startswith("_")]
+    assert set(steps) == {"accepts", "training_statistics", "finalize_statistics", "normalize",
+                          "normalize_with_running_stats", "gradient_sums", "input_gradient"}
+    for backend_steps in reference.BACKENDS:
+        assert isinstance(backend_steps, BatchNormSteps)
+        for name in steps:
+            assert getattr(type(backend_steps), name) is not getattr(BatchNormSteps, name), (backend_steps, name)
+    assert reference._steps_for(np.zeros((2, 3), dtype=np.float32)).name == "numpy"
 
 
 def test_gpu_benchmark_runs_end_to_end_on_the_emulator(monkeypatch, tmp_path):

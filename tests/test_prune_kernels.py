@@ -6,16 +6,19 @@ Each launcher of selection.py (the radix select ``kth_smallest_cuda``,
 are compared with the NumPy twins on fresh random inputs: several tensors of
 different sizes in one launch (the multi-tensor path; sizes that are not
 multiples of the 256-thread block; an empty tensor), ties within and across
-tensors, all-equal magnitudes, signed zeros, infinities, NaNs and subnormals,
+tensors, all-equal magnitudes (one bin of the first digit holds every candidate),
+signed zeros, infinities, NaNs and subnormals,
 masks that have already pruned entries, and k = 0, 1, 2, n/3, n/2, n - 1, n
 (n candidates). Two devices run the same checks:
 
 - "emulated": the kernels compiled with g++ and run on the CPU by
   minigrad/emulator/cuda_emulator.h (threads as fibers, blocks in random order, argument
-  types checked against the kernel's signature), so the launch geometry, the
-  pointer lists and the shared-memory histogram are checked without a GPU;
+  types checked against the kernel's signature), so the chunk table, the
+  shared-memory histograms and the short list are checked without a GPU;
 - "cuda": the real GPU (marker gpu; skipped without CUDA), with larger tensors.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -27,7 +30,7 @@ import cuda_emulator
 
 nn, prune = mg.nn, mg.prune
 
-EMULATED_SIZES = [1, 7, 255, 257, 1283, 0, (37, 11)]  # up to 6 blocks of 256 threads per tensor
+EMULATED_SIZES = [1, 7, 255, 257, 9001, 0, (37, 11)]  # 9001: three chunks of 4096, the last partial
 GPU_SIZES = EMULATED_SIZES + [4099, 65_537, 1_000_003]
 SPECIAL_VALUES = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-40, 3e38, 1.0, -1.0],
                           dtype=np.float32)
@@ -115,24 +118,71 @@ def test_every_kernel_matches_its_numpy_twin(device, rng):
         _check_every_kernel(device, values, masks, name)
 
 
-def test_few_blocks_walk_their_tensor_in_grid_strides(monkeypatch, rng):
-    """At most 2 blocks per tensor: each thread takes several steps of the grid-stride loops."""
-    emulated = _Emulated(monkeypatch)
-    monkeypatch.setattr(selection, "MAX_BLOCKS_PER_TENSOR", 2)
-    sizes = [3000, 513, 5]
-    assert selection._launch_shape(sizes) == ((2, 3), (256,))
-    for name, values, masks in _problems(sizes, rng)[:2]:
-        _check_every_kernel(emulated, values, masks, name)
+def test_host_constants_match_the_kernel_source():
+    defines = dict(re.findall(r"#define (\w+)\s+(\d+)", kernels.source("prune")))
+    for name in ("BLOCK_THREADS", "CHUNK_ELEMENTS", "FIRST_DIGIT_BITS", "LATER_DIGIT_BITS"):
+        assert int(defines[name]) == getattr(selection, name), name
+    assert selection.FIRST_DIGIT_BITS + 2 * selection.LATER_DIGIT_BITS == 31  # every bit of |w|, once
+    assert (1 << selection.FIRST_DIGIT_BITS) % selection.BLOCK_THREADS == 0  # select_digit's runs of bins
 
 
-def test_one_select_is_eight_launches_and_k_zero_launches_none(monkeypatch, rng):
+def test_the_tensor_slot_matches_the_c_struct():
+    """static_asserts on sizeof/offsetof, written from the NumPy dtype, must compile with NVRTC."""
+    checks = [f'static_assert(sizeof(TensorSlot) == {selection.TENSOR_SLOT.itemsize}, "size");']
+    checks += [f'static_assert(__builtin_offsetof(TensorSlot, {field}) == {selection.TENSOR_SLOT.fields[field][1]},'
+               f' "{field}");' for field in selection.TENSOR_SLOT.names]
+    kernels.compile_for_source(kernels.source("prune") + "\n".join(checks), "sm_90")
+    with pytest.raises(RuntimeError, match="first_chunk"):
+        kernels.compile_for_source(kernels.source("prune") + "\n".join(checks).replace("== 32", "== 24"), "sm_90")
+
+
+def test_the_chunk_table_gives_every_element_to_exactly_one_block(monkeypatch):
+    _Emulated(monkeypatch).device.host_memory = True  # the table holds these NumPy arrays' addresses
+    sizes = [1, 4095, 4096, 4097, 0, 12289, 5]
+    values = [np.zeros(size, dtype=np.float32) for size in sizes]
+    table = selection._ChunkTable(values)
+    slots, chunk_tensor = table.arguments[0].view(selection.TENSOR_SLOT), table.arguments[1]
+    assert table.chunks == len(chunk_tensor) == sum(-(-size // selection.CHUNK_ELEMENTS) for size in sizes)
+    assert list(slots["values"]) == [value.ctypes.data for value in values] and not slots["mask"].any()
+    covered = [np.zeros(size, dtype=int) for size in sizes]
+    for block, tensor in enumerate(chunk_tensor):
+        start = (block - slots["first_chunk"][tensor]) * selection.CHUNK_ELEMENTS
+        assert 0 <= start < sizes[tensor]
+        covered[tensor][start:start + selection.CHUNK_ELEMENTS] += 1
+    assert all(np.all(count == 1) for count in covered)
+
+
+def test_more_tensors_than_a_grid_has_rows(monkeypatch, rng):
+    """65,537 tensors in one launch: the flat table has no 65,535 limit (a grid.y per tensor had one).
+
+    Most are empty (no block at all), so that the emulator runs a few hundred blocks; the
+    last ones sit past index 65,535 of the table."""
     emulated = _Emulated(monkeypatch)
-    values = [emulated.to_device(rng.normal(size=size).astype(np.float32)) for size in (300, 20)]
-    masks = [np.ones_like(value) for value in values]  # device arrays too (like values)
-    selection.prune_smallest(values, masks, 0)
-    assert emulated.device.launches == []
-    selection.prune_smallest(values, masks, 17)
-    assert emulated.device.launches == ["magnitude_histogram", "select_digit"] * 4 + ["mask_from_threshold"]
+    emulated.device.host_memory = True  # 65,537 NumPy arrays, taken as device memory
+    values = [rng.normal(size=(1 + index % 3) * (index % 499 == 0 or index > 65_530)).astype(np.float32)
+              for index in range(65_537)]
+    masks = [(rng.random(value.shape) < 0.7).astype(np.float32) for value in values]
+    pruned = selection.apply_mask_cuda(values, masks)
+    assert emulated.device.launches == ["apply_mask"]
+    for got, value, mask in zip(pruned, values, masks):
+        _same_bits(got, value * mask, "apply_mask over 65,537 tensors")
+
+
+def test_a_numpy_array_never_reaches_a_gpu_kernel():
+    values = [np.ones(5, dtype=np.float32)]
+    with pytest.raises(TypeError, match=r"numpy.ndarray of shape \(5,\) \(float32\) cannot reach a kernel"):
+        selection.apply_mask_cuda(values, values, out=values)
+
+
+def test_long_runs_of_equal_candidates_fill_the_short_list(monkeypatch, rng):
+    """Every candidate in one bin of the first digit: the short list holds them all, across blocks."""
+    emulated = _Emulated(monkeypatch)
+    emulated.device.host_memory = True
+    values = [np.full(size, 0.5, dtype=np.float32) for size in (9000, 4096)]
+    values[0][::7] = np.nextafter(np.float32(0.5), np.float32(1))
+    masks = [np.ones_like(value) for value in values]
+    for k in (1, 1286, 1287, 9000, 13096):
+        assert selection.kth_smallest_cuda(values, masks, k) == selection.kth_smallest_numpy(values, masks, k), k
 
 
 def _model():
@@ -170,7 +220,7 @@ def test_pruning_a_model_on_the_kernels_matches_the_numpy_twins(device):
     got = _prune_in_every_way(kernel_model)
     if isinstance(device, _Emulated):  # three selects (global, l1, random; ln ranks float64 norms), a threshold
         launches = device.device.launches
-        assert launches.count("magnitude_histogram") == 3 * 4 and launches.count("mask_from_threshold") == 4
+        assert launches.count("first_digit_histogram") == 3 and launches.count("mask_from_threshold") == 4
         assert launches[-1] == "apply_mask"  # remove()
     for index, (kernel_result, twin_result) in enumerate(zip(got, expected)):
         _same_bits(kernel_result, twin_result, f"result {index}")

@@ -6,7 +6,9 @@ through minigrad/emulator/cuda_emulator.h and must equal the twin bit for bit. T
 marked ``gpu`` launch the fused update on random tensors of awkward sizes and
 compare it, element by element, with ``sgd_update_reference`` on the same inputs.
 """
+import ctypes
 import re
+import types
 
 import numpy as np
 import pytest
@@ -30,6 +32,7 @@ def test_sgd_kernel_compiles_with_nvrtc(arch):
 def test_host_constants_match_the_kernel_source():
     defines = dict(re.findall(r"#define (\w+)\s+(\d+)", kernels.source("sgd")))
     assert int(defines["BLOCK_THREADS"]) == sgd_cuda.BLOCK_THREADS
+    assert int(defines["MASK_BYTE_ALIGNMENT"]) == sgd_cuda.MASK_BYTE_ALIGNMENT
     for name in ("MOMENTUM", "FIRST_STEP", "NESTEROV", "MAXIMIZE", "MASK_SAME", "MASK_BYTE", "VECTORIZED"):
         assert int(defines[f"FLAG_{name}"]) == getattr(sgd_cuda, f"FLAG_{name}"), name
     assert sgd_cuda.CHUNK_SIZE % 4 == 0  # the vector loop needs chunks aligned to 4 floats
@@ -73,7 +76,72 @@ def _numpy_parameters(shapes, dtype=np.float32, seed=0):
     return parameters
 
 
-def test_the_table_gives_every_element_to_exactly_one_block():
+@pytest.fixture(scope="module")
+def emulated_sgd():
+    """kernels/sgd.cu on the CPU (minigrad/emulator/cuda_emulator.h: g++, IEEE arithmetic without FMA contraction)."""
+    return cuda_emulator.EmulatedDevice("sgd", host_memory=True)  # these tests build tables from NumPy tensors
+
+
+@pytest.fixture
+def on_emulator(emulated_sgd, monkeypatch):
+    """The launcher's device is the emulator: NumPy arrays are device arrays, their addresses host ones."""
+    monkeypatch.setattr(sgd_cuda, "device", emulated_sgd)
+    return emulated_sgd
+
+
+def _one_group_items(parameters, **options):
+    group = {"lr": 0.1, "momentum": 0.9, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False,
+             "maximize": False, **options}
+    return [(index, parameter, group) for index, parameter in enumerate(parameters)]
+
+
+def test_a_numpy_array_never_reaches_a_gpu_kernel():
+    """On the GPU device, a host array in the table is an error naming it, not a host pointer in the kernel."""
+    parameters = _numpy_parameters([(3, 5)])
+    with pytest.raises(TypeError, match=r"numpy.ndarray of shape \(3, 5\) \(float32\) cannot reach a kernel"):
+        sgd_cuda.build_table(_one_group_items(parameters), state={})
+
+
+class _DeviceMemory:
+    """A stand-in GPU for the table: it holds only the arrays it made (NumPy arrays underneath)."""
+    name = "sgd"
+
+    def __init__(self):
+        self.made = []
+        self.xp = types.SimpleNamespace(asarray=self._make(np.array), empty_like=self._make(np.empty_like),
+                                        ascontiguousarray=self._make(np.array))
+
+    def _make(self, function):
+        def make(*args, **kwargs):
+            self.made.append(function(*args, **kwargs))
+            return self.made[-1]
+        return make
+
+    def holds(self, array):
+        return any(array is made for made in self.made)
+
+
+def test_a_momentum_buffer_made_on_the_cpu_moves_with_its_parameter(monkeypatch):
+    """model.to("cuda") keeps the optimizer's state objects: a host buffer is copied to the device, once."""
+    gpu = _DeviceMemory()
+    monkeypatch.setattr(sgd_cuda, "device", gpu)
+    parameter = Parameter(gpu.xp.asarray(np.arange(6, dtype=np.float32)))
+    parameter.grad = mg.Tensor(gpu.xp.asarray(np.ones(6, dtype=np.float32)))
+    host_buffer = np.full(6, 0.5, dtype=np.float32)
+    state = {parameter: {"momentum_buffer": host_buffer}}
+    table, n_entries, *_ = sgd_cuda.build_table(_one_group_items([parameter]), state)
+    moved = state[parameter]["momentum_buffer"]
+    assert moved is not host_buffer and gpu.holds(moved) and np.array_equal(moved, host_buffer)
+    entry = table[:n_entries * 56].view(sgd_cuda.TENSOR_ENTRY)[0]
+    assert entry["momentum_buffer"] == moved.ctypes.data and not entry["flags"] & sgd_cuda.FLAG_FIRST_STEP
+    sgd_cuda.build_table(_one_group_items([parameter]), state)
+    assert state[parameter]["momentum_buffer"] is moved
+    parameter.mask = mg.Tensor(np.ones(6, dtype=np.float32))  # a host mask is an error, not a host pointer
+    with pytest.raises(TypeError, match="cannot reach a kernel"):
+        sgd_cuda.build_table(_one_group_items([parameter]), state)
+
+
+def test_the_table_gives_every_element_to_exactly_one_block(on_emulator):
     shapes = [(1,), (3, 5), (4096,), (4097,), (2, 4099), (12289,), (0,), (17,)]
     parameters = _numpy_parameters(shapes)
     groups = [{"params": parameters[:4], "lr": 0.1, "momentum": 0.9, "dampening": 0.0,
@@ -109,7 +177,7 @@ def test_the_table_gives_every_element_to_exactly_one_block():
     assert all(address == 0 for address in entries["momentum_buffer"][4:])
 
 
-def test_the_table_flags_masks_alignment_and_later_steps():
+def test_the_table_flags_masks_alignment_and_later_steps(on_emulator):
     base = np.zeros(1001, dtype=np.float32)
     shifted = Parameter(base[1:])                # 4 bytes past an aligned start: no vector loads
     shifted.grad = mg.tensor(np.ones(1000, dtype=np.float32))
@@ -132,6 +200,16 @@ def test_the_table_flags_masks_alignment_and_later_steps():
     table, *_ = sgd_cuda.build_table(items, state)  # the buffers exist now: no FIRST_STEP
     flags = table[:n_entries * 56].view(sgd_cuda.TENSOR_ENTRY)["flags"]
     assert not any(flag & sgd_cuda.FLAG_FIRST_STEP for flag in flags)
+
+
+def test_a_byte_mask_read_four_bytes_at_a_time_must_be_four_byte_aligned(on_emulator):
+    parameters = _numpy_parameters([(64,), (64,)])
+    storage = np.ones(80, dtype=np.uint8)
+    parameters[0].mask = mg.Tensor(storage[16:80])   # 16 bytes in: aligned
+    parameters[1].mask = mg.Tensor(storage[1:65])    # 1 byte in: the element-by-element path
+    table, n_entries, *_ = sgd_cuda.build_table(_one_group_items(parameters), state={})
+    flags = table[:n_entries * 56].view(sgd_cuda.TENSOR_ENTRY)["flags"]
+    assert flags[0] & sgd_cuda.FLAG_VECTORIZED and not flags[1] & sgd_cuda.FLAG_VECTORIZED
 
 
 # ----- on a GPU -------------------------------------------------------------------
@@ -241,16 +319,10 @@ def test_a_model_trains_the_same_on_the_gpu_and_the_cpu():
 
 
 # ----- the kernel's own source, run on the CPU ----------------------------------------
-@pytest.fixture(scope="module")
-def emulated_sgd():
-    """kernels/sgd.cu on the CPU (minigrad/emulator/cuda_emulator.h: g++, IEEE arithmetic without FMA contraction)."""
-    return cuda_emulator.EmulatedDevice("sgd")
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("options", SGD_OPTIONS[::3] + [SGD_OPTIONS[-1]],
                          ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
-def test_the_kernel_source_run_on_the_cpu_equals_the_twin_bit_for_bit(emulated_sgd, options, dtype):
+def test_the_kernel_source_run_on_the_cpu_equals_the_twin_bit_for_bit(on_emulator, options, dtype):
     """The CUDA code itself (table walk, vector and scalar paths, masks), executed on host arrays."""
     rng = np.random.default_rng(7)
     shapes = [(1,), (3,), (257,), (4095,), (4097,), (37, 91), (5000,), (6, 7)]
@@ -281,10 +353,8 @@ def test_the_kernel_source_run_on_the_cpu_equals_the_twin_bit_for_bit(emulated_s
         table, n_entries, n_groups, n_chunks, _ = sgd_cuda.build_table(items, state)
         assert all(flags & sgd_cuda.FLAG_VECTORIZED for i, flags in
                    enumerate(table[:n_entries * 56].view(sgd_cuda.TENSOR_ENTRY)["flags"]) if i != 6)
-        arguments = [emulated_sgd.to_device(value) if isinstance(value, np.ndarray) else value  # the table
-                     for value in sgd_cuda.kernel_arguments(table, n_entries, n_groups)]
-        emulated_sgd.kernel(sgd_cuda.KERNEL_FOR_DTYPE[np.dtype(dtype)])(
-            (n_chunks,), (sgd_cuda.BLOCK_THREADS,), arguments)
+        on_emulator.kernel(sgd_cuda.KERNEL_FOR_DTYPE[np.dtype(dtype)])(
+            (n_chunks,), (sgd_cuda.BLOCK_THREADS,), sgd_cuda.kernel_arguments(table, n_entries, n_groups))
         bits = np.uint32 if dtype == np.float32 else np.uint64  # compare bit patterns: -0.0 != 0.0
         for index, parameter in enumerate(parameters):
             message = f"parameter {index} of shape {parameter.shape}, step {step}"
@@ -292,3 +362,47 @@ def test_the_kernel_source_run_on_the_cpu_equals_the_twin_bit_for_bit(emulated_s
             if buffers[index] is not None:
                 np.testing.assert_array_equal(state[parameter]["momentum_buffer"].view(bits),
                                               buffers[index].view(bits), err_msg=message)
+
+
+def test_the_table_upload_alternates_two_staging_buffers_and_waits_only_on_the_older_copy(monkeypatch):
+    """A changed table goes through the staging buffer the copy before last used; the host waits
+    for that copy's event only (long done), never for the copy it has just queued."""
+    log = []
+
+    class Event:
+        def __init__(self, **options):
+            self.name = f"event {len([entry for entry in log if entry[0] == 'record'])}"
+
+        def record(self, stream):
+            log.append(("record", self.name))
+
+        def synchronize(self):
+            log.append(("wait", self.name))
+
+    class DeviceBuffer:
+        def __init__(self, size, dtype):
+            self.bytes, self.size = np.zeros(size, dtype=dtype), size
+            self.data = types.SimpleNamespace(copy_from_host_async=self.copy)
+
+        def copy(self, address, size, stream):
+            log.append(("copy", address))
+            self.bytes[:size] = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(address))
+
+    pinned = []
+
+    def alloc_pinned_memory(size):
+        pinned.append(bytearray(size))
+        return pinned[-1]
+    fake_cupy = types.SimpleNamespace(empty=DeviceBuffer, cuda=types.SimpleNamespace(
+        alloc_pinned_memory=alloc_pinned_memory, Event=Event, get_current_stream=lambda: None))
+    monkeypatch.setattr(mg.backend, "cupy", lambda: fake_cupy)
+    upload = sgd_cuda._TableUpload()
+    tables = [np.full(64, value, dtype=np.uint8) for value in (1, 2, 3)]
+    for table in tables:
+        device = upload.upload(table)
+        assert np.array_equal(device.bytes[:64], table)
+    assert upload.upload(tables[-1].copy()) is device and log[-1][0] == "record"  # unchanged: no copy
+    waits = [entry[1] for entry in log if entry[0] == "wait"]
+    assert waits == ["event 0"]  # the third upload reuses the first staging buffer: it waits for copy 0 only
+    copies = [entry[1] for entry in log if entry[0] == "copy"]
+    assert len(set(copies)) == 2 and copies[0] == copies[2] != copies[1]

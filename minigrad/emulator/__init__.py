@@ -18,7 +18,8 @@ from .memory import DeviceArray, on_device, to_device
 WELFORD_DEMO = Path(__file__).resolve().with_name("welford_demo.cu")
 
 # The launcher module of each kernel file: the module whose ``device`` the emulator replaces.
-LAUNCHERS = {"batchnorm": "minigrad.nn.batchnorm_cuda", "prune": "minigrad.prune.selection"}
+LAUNCHERS = {"batchnorm": "minigrad.nn.batchnorm_cuda", "prune": "minigrad.prune.selection",
+             "sgd": "minigrad.optim.sgd_cuda"}
 
 
 @contextlib.contextmanager

@@ -33,9 +33,13 @@ def on_device(array):
 def to_device(array, dtype=None, keep_alignment=False):
     """A device copy of a host array; ``keep_alignment`` keeps its address mod 16 (a misaligned view stays so)."""
     source = np.asarray(array, dtype=dtype)
+    # The DeviceArray owns its memory, so that every view of it (NumPy points a view's
+    # base at the owner of the memory) is still seen as device memory.
     if not keep_alignment or source.nbytes == 0:
-        return np.array(source, order="C").view(DeviceArray)
-    raw = np.empty(source.nbytes + 16, dtype=np.uint8)
+        copy = DeviceArray(source.shape, dtype=source.dtype)
+        copy[...] = source
+        return copy
+    raw = DeviceArray((source.nbytes + 16,), dtype=np.uint8)
     skip = (source.ctypes.data - raw.ctypes.data) % 16
     copy = raw[skip:skip + source.nbytes].view(source.dtype).reshape(source.shape)
     copy[...] = source
@@ -67,8 +71,8 @@ class DeviceNumPy:
                                 f"copy it to the device with xp.asarray first, as CuPy requires")
             result = attribute(*args, **kwargs)
             if isinstance(result, np.ndarray) and not isinstance(result, DeviceArray):
-                result = result.view(DeviceArray) if on_device(result) or result.base is None \
-                    else np.array(result).view(DeviceArray)
+                # a view of device memory stays a view; new memory is moved into a DeviceArray that owns it
+                result = result.view(DeviceArray) if on_device(result) else to_device(result)
             return result
 
         on_the_device.__name__ = name

@@ -26,11 +26,11 @@ The backward pass is the closed form, not the forward op by op
 
 Each step below is written once in NumPy (``xp``, so it also runs on CuPy
 arrays of any dtype) and is the reference twin of one kernel in
-kernels/batchnorm.cu; float32 CuPy arrays go through the kernels
-(minigrad/nn/batchnorm_cuda.py) with the same arguments.
+kernels/batchnorm.cu. The six steps are an interface, ``BatchNormSteps``
+(minigrad/nn/batchnorm_steps.py): ``NumPySteps`` here and ``CudaSteps``
+(minigrad/nn/batchnorm_cuda.py, float32 CuPy arrays) implement it, and
+``_steps_for`` picks the first backend in ``BACKENDS`` that accepts the data.
 """
-import types
-
 import numpy as np
 
 from .. import backend
@@ -38,6 +38,8 @@ from .. import mode
 from ..function import Function
 from ..ops import BroadcastTo
 from ..tensor import Tensor
+from . import batchnorm_cuda
+from .batchnorm_steps import BatchNormSteps
 from .module import Module, Parameter
 
 
@@ -63,14 +65,17 @@ def _per_channel(values, ndim):
 
 # ----- the steps, each the NumPy twin of a kernel ----------------------------------
 def batch_statistics(x):
-    """Per-channel (count, mean, M2) of x, each (C,): M2 = sum (x - mean)^2. Kernel: statistics."""
+    """Per-channel (count, mean, M2) of x, each (C,): M2 = sum (x - mean)^2. Kernel: statistics.
+
+    count is float64: exact for any size (float32 counts stop at 2^24).
+    """
     xp = backend.array_module(x)
     values = _channel_view(x)
     count = values.shape[0] * values.shape[2]
     mean = _channel_sum(values) / count
     centered = values - mean[:, None]
     m2 = _channel_dot(centered, centered)
-    return xp.full(mean.shape, count, dtype=mean.dtype), mean, m2
+    return xp.full(mean.shape, count, dtype=np.float64), mean, m2
 
 
 def merge_statistics(count, mean, m2):
@@ -92,7 +97,7 @@ def finalize_statistics(count, mean, m2, running_mean, running_var, momentum, ep
     running_mean/var are arrays or None (not tracked). Kernel: finalize.
     """
     xp = backend.array_module(mean)
-    invstd = 1 / xp.sqrt(m2 / count + eps)
+    invstd = (1 / xp.sqrt(m2 / count + eps)).astype(mean.dtype, copy=False)
     if running_mean is not None:
         running_mean[...] = (1 - momentum) * running_mean + momentum * mean
     if running_var is not None:
@@ -107,8 +112,9 @@ def training_statistics(x, running_mean, running_var, momentum, eps, combine=Non
     the whole batch across processes (None: this process's batch is the whole batch).
     """
     count, mean, m2 = batch_statistics(x)
-    if combine is not None:
+    if combine is not None:  # gathering may promote mean and M2 to the counts' float64: back to x's dtype
         count, mean, m2 = combine(count, mean, m2)
+        mean, m2 = mean.astype(x.dtype, copy=False), m2.astype(x.dtype, copy=False)
     save_mean, save_invstd = finalize_statistics(count, mean, m2, running_mean, running_var, momentum, eps)
     return count, save_mean, save_invstd
 
@@ -146,32 +152,38 @@ def input_gradient(grad_output, x, mean, invstd, weight, sum_dy, sum_dy_xhat, co
     scale = invstd if weight is None else invstd * weight
     if not training:
         return (grad_output * _per_channel(scale, ndim)).astype(x.dtype, copy=False)
+    dtype = x.dtype  # the float64 count must not promote the (N, C, ...) arrays
     xhat = (x - _per_channel(mean, ndim)) * _per_channel(invstd, ndim)
-    xhat *= _per_channel(sum_dy_xhat / count, ndim)  # now xhat * mean(dy * xhat)
-    centered = grad_output - _per_channel(sum_dy / count, ndim)
+    xhat *= _per_channel((sum_dy_xhat / count).astype(dtype), ndim)  # now xhat * mean(dy * xhat)
+    centered = grad_output - _per_channel((sum_dy / count).astype(dtype), ndim)
     centered -= xhat
     centered *= _per_channel(scale, ndim)
     return centered.astype(x.dtype, copy=False)
 
 
-_REFERENCE_STEPS = types.SimpleNamespace(
-    training_statistics=training_statistics, finalize_statistics=finalize_statistics,
-    normalize=normalize, normalize_with_running_stats=normalize_with_running_stats,
-    gradient_sums=gradient_sums, input_gradient=input_gradient)
+class NumPySteps(BatchNormSteps):
+    """The NumPy twins above as a backend: any float dtype, NumPy or CuPy arrays."""
+
+    name = "numpy"
+    training_statistics = staticmethod(training_statistics)
+    finalize_statistics = staticmethod(finalize_statistics)
+    normalize = staticmethod(normalize)
+    normalize_with_running_stats = staticmethod(normalize_with_running_stats)
+    gradient_sums = staticmethod(gradient_sums)
+    input_gradient = staticmethod(input_gradient)
+
+    def accepts(self, x, *per_channel):
+        return True
+
+
+# The backends in order of preference: the first that accepts the data runs it.
+BACKENDS = [batchnorm_cuda.steps, NumPySteps()]
 
 
 def _steps_for(x, *per_channel):
-    """The CUDA kernels for float32 CuPy data, else the NumPy twins above (which also run on CuPy).
-
-    The kernels update the running statistics in place, so those (and weight,
-    bias) must be contiguous float32 arrays too.
-    """
-    kernel_ready = all(values is None or (values.dtype == np.float32 and values.flags.c_contiguous)
-                       for values in per_channel)
-    if backend.is_cupy_array(x) and x.dtype == np.float32 and kernel_ready:
-        from . import batchnorm_cuda
-        return batchnorm_cuda
-    return _REFERENCE_STEPS
+    """The backend for x and its per-channel arrays (weight, bias, running statistics; None allowed):
+    the CUDA kernels for float32 CuPy data, else the NumPy twins above (which also run on CuPy)."""
+    return next(steps for steps in BACKENDS if steps.accepts(x, *per_channel))
 
 
 # ----- the differentiable op ---------------------------------------------------------

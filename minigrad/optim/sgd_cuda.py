@@ -14,6 +14,10 @@ the launch shape and the memory floor). Gradients are fresh arrays after every
 backward, so the pointers are gathered each step; the upload is skipped when the
 table is byte-for-byte the one already on the device. Copies and launches go on
 CuPy's current stream: keep one stream for the optimizer's steps.
+
+Every address in the table comes from ``kernels.address``, which refuses an array
+the GPU cannot read. A momentum buffer left in host memory (made before
+``model.to("cuda")``) moves to the GPU with its parameter on the next step.
 """
 import numpy as np
 
@@ -22,6 +26,9 @@ from .optimizer import parameter_mask
 
 CHUNK_SIZE = 4096       # elements per block; a multiple of the 4-wide float vectors
 BLOCK_THREADS = 256     # must equal BLOCK_THREADS in sgd.cu (its __launch_bounds__)
+MASK_BYTE_ALIGNMENT = 4  # a byte mask is read 4 bytes (2 for float64) at a time on the vector path
+
+device = kernels.Device("sgd")  # tests swap in a CPU emulator with the same members
 
 # Bit values of TensorEntry.flags, as #defined in sgd.cu.
 FLAG_MOMENTUM, FLAG_FIRST_STEP, FLAG_NESTEROV, FLAG_MAXIMIZE = 1, 2, 4, 8
@@ -35,7 +42,24 @@ GROUP_HYPERPARAMETERS = np.dtype([("lr", "<f8"), ("momentum", "<f8"), ("dampenin
 KERNEL_FOR_DTYPE = {np.dtype(np.float32): "sgd_update_float", np.dtype(np.float64): "sgd_update_double"}
 
 
-def _entry(index, parameter, group, state, xp, temporaries):
+def _momentum_buffer(index, parameter, state, xp):
+    """(the parameter's momentum buffer on the device, whether it is new: FIRST_STEP)."""
+    parameter_state = state.setdefault(parameter, {})
+    buffer = parameter_state.get("momentum_buffer")
+    if buffer is None:
+        parameter_state["momentum_buffer"] = xp.empty_like(parameter.data)
+        return parameter_state["momentum_buffer"], True
+    param = parameter.data
+    if buffer.dtype != param.dtype or buffer.shape != param.shape or not buffer.flags.c_contiguous:
+        raise ValueError(f"SGD: the momentum buffer of parameter {index} has shape {buffer.shape} "
+                         f"and dtype {buffer.dtype}; expected a contiguous {param.dtype} array "
+                         f"of shape {param.shape}")
+    if not device.holds(buffer):  # made before the model moved to the GPU: it moves too
+        buffer = parameter_state["momentum_buffer"] = xp.asarray(backend.to_numpy(buffer))
+    return buffer, False
+
+
+def _entry(index, parameter, group, state, temporaries):
     """One table row (param, grad, buffer, mask addresses, numel, flags) of a parameter.
 
     Makes whatever the kernel needs that is not there yet: a contiguous gradient of the
@@ -46,23 +70,16 @@ def _entry(index, parameter, group, state, xp, temporaries):
     if not param.flags.c_contiguous:
         raise ValueError(f"SGD: parameter {index} (shape {parameter.shape}) is not contiguous; "
                          f"the fused GPU update needs contiguous parameters")
+    param_address, xp = kernels.address(param, device), device.xp
     if grad.dtype != param.dtype or not grad.flags.c_contiguous:
         grad = xp.ascontiguousarray(grad, dtype=param.dtype)
         temporaries.append(grad)
     flags = (FLAG_NESTEROV if group["nesterov"] else 0) | (FLAG_MAXIMIZE if group["maximize"] else 0)
     buffer_address = mask_address = 0
     if group["momentum"] != 0:
-        flags |= FLAG_MOMENTUM
-        parameter_state = state.setdefault(parameter, {})
-        buffer = parameter_state.get("momentum_buffer")
-        if buffer is None:
-            buffer = parameter_state["momentum_buffer"] = xp.empty_like(param)
-            flags |= FLAG_FIRST_STEP
-        elif buffer.dtype != param.dtype or buffer.shape != param.shape or not buffer.flags.c_contiguous:
-            raise ValueError(f"SGD: the momentum buffer of parameter {index} has shape {buffer.shape} "
-                             f"and dtype {buffer.dtype}; expected a contiguous {param.dtype} array "
-                             f"of shape {param.shape}")
-        buffer_address = kernels.address(buffer)
+        buffer, first_step = _momentum_buffer(index, parameter, state, xp)
+        flags |= FLAG_MOMENTUM | (FLAG_FIRST_STEP if first_step else 0)
+        buffer_address = kernels.address(buffer, device)
     mask = given_mask = parameter_mask("SGD", parameter, index)
     if mask is not None:
         if mask.dtype == param.dtype:
@@ -75,28 +92,28 @@ def _entry(index, parameter, group, state, xp, temporaries):
             mask = xp.ascontiguousarray(mask)
         if mask is not given_mask:
             temporaries.append(mask)
-        mask_address = kernels.address(mask)
-    return kernels.address(param), kernels.address(grad), buffer_address, mask_address, param.size, flags
+        mask_address = kernels.address(mask, device)
+    return param_address, kernels.address(grad, device), buffer_address, mask_address, param.size, flags
 
 
 def build_table(items, state):
     """The host table for one dtype. items: (index, parameter, group) with a gradient.
 
     Returns (table bytes, entry count, group count, chunk count, temporaries that must
-    live until the launch is queued). Works on NumPy arrays too (host addresses), which
-    is how the CPU tests check the table.
+    live until the launch is queued). On the CPU emulator (``device`` swapped for
+    it) the arrays are NumPy arrays and the addresses host addresses.
     """
     group_row, rows, groups_of_rows, temporaries = {}, [], [], []
-    xp = backend.array_module(items[0][1].data) if items else np
     for index, parameter, group in items:
         if parameter.data.size:
-            rows.append(_entry(index, parameter, group, state, xp, temporaries))
+            rows.append(_entry(index, parameter, group, state, temporaries))
             groups_of_rows.append(group_row.setdefault(id(group), (len(group_row), group))[0])
     n_entries, n_groups = len(rows), len(group_row)
     columns = np.array(rows, dtype=np.uint64).reshape(n_entries, 6)
     flags = columns[:, 5].astype(np.int32)
     # 16-byte vector loads need every pointer they touch aligned (absent ones are 0)
-    mask_aligned = ((flags & FLAG_MASK_SAME) == 0) | (columns[:, 3] % 16 == 0)
+    mask_alignment = np.where(flags & FLAG_MASK_SAME, 16, np.where(flags & FLAG_MASK_BYTE, MASK_BYTE_ALIGNMENT, 1))
+    mask_aligned = columns[:, 3] % mask_alignment.astype(np.uint64) == 0
     aligned = np.all(columns[:, :3] % 16 == 0, axis=1) & mask_aligned
     flags |= np.where(aligned, FLAG_VECTORIZED, 0).astype(np.int32)
     chunks = (-(-columns[:, 4].astype(np.int64) // CHUNK_SIZE))
@@ -130,31 +147,39 @@ def kernel_arguments(table, n_entries, n_groups):
 class _TableUpload:
     """Copies a host table to the device on the current stream without stalling the host.
 
-    The bytes go through a pinned buffer; before that buffer is overwritten, an event
-    makes sure the previous copy has read it. The device copy is reused in stream order.
+    The bytes go through one of two pinned staging buffers, used in turn. Before a
+    staging buffer is written again, the copy that last read it (two uploads ago)
+    must be done; by then it has long been, so the host does not wait. The device
+    copy is reused in stream order.
     """
 
     def __init__(self):
-        self.pinned = None
+        self.staging = [None, None]   # pinned host buffers
+        self.copied = [None, None]    # the event after the last copy out of each
+        self.turn = 0
         self.device = None
-        self.copied = None
         self.last = None
 
     def upload(self, table):
         cupy = backend.cupy()
         if self.last is not None and np.array_equal(self.last, table):
             return self.device
-        if self.copied is not None:
-            self.copied.synchronize()
-        if self.pinned is None or self.pinned.size < table.size:
-            capacity = max(table.size, 2 * (0 if self.pinned is None else self.pinned.size))
-            self.pinned = np.frombuffer(cupy.cuda.alloc_pinned_memory(capacity), np.uint8, capacity)
-            self.device = cupy.empty(capacity, dtype=np.uint8)
-        self.pinned[:table.size] = table
+        turn = self.turn
+        self.turn ^= 1
+        if self.copied[turn] is not None:
+            self.copied[turn].synchronize()
+        pinned = self.staging[turn]
+        if pinned is None or pinned.size < table.size:
+            capacity = max(table.size, 2 * (0 if pinned is None else pinned.size))
+            pinned = self.staging[turn] = np.frombuffer(cupy.cuda.alloc_pinned_memory(capacity), np.uint8, capacity)
+        if self.device is None or self.device.size < table.size:
+            self.device = cupy.empty(max(table.size, 2 * (0 if self.device is None else self.device.size)),
+                                     dtype=np.uint8)
+        pinned[:table.size] = table
         stream = cupy.cuda.get_current_stream()
-        self.device.data.copy_from_host_async(self.pinned.ctypes.data, table.size, stream)
-        self.copied = cupy.cuda.Event(block=False, disable_timing=True)
-        self.copied.record(stream)
+        self.device.data.copy_from_host_async(pinned.ctypes.data, table.size, stream)
+        self.copied[turn] = cupy.cuda.Event(block=False, disable_timing=True)
+        self.copied[turn].record(stream)
         self.last = table.copy()
         return self.device
 
@@ -178,9 +203,9 @@ class FusedSGD:
             table, n_entries, n_groups, n_chunks, temporaries = build_table(same_dtype, state)
             if n_chunks == 0:
                 continue
-            device = self._uploads.setdefault(dtype, _TableUpload()).upload(table)
+            uploaded = self._uploads.setdefault(dtype, _TableUpload()).upload(table)
             kernel = self._kernels.get(dtype)
             if kernel is None:
-                kernel = self._kernels[dtype] = kernels.function("sgd", KERNEL_FOR_DTYPE[dtype])
-            kernel((n_chunks,), (BLOCK_THREADS,), kernel_arguments(device, n_entries, n_groups))
+                kernel = self._kernels[dtype] = device.kernel(KERNEL_FOR_DTYPE[dtype])
+            kernel((n_chunks,), (BLOCK_THREADS,), kernel_arguments(uploaded, n_entries, n_groups))
             del temporaries  # freed into CuPy's stream-ordered pool after the launch is queued

@@ -23,19 +23,28 @@ model ranks every weight together without concatenating copies of them.
 Each function here has two implementations with the same arguments: the
 NumPy twin (``*_numpy``, readable, used on the CPU, and on the GPU for dtypes
 other than float32) and the CUDA kernels of kernels/prune.cu (``*_cuda``, used
-for contiguous float32 CuPy arrays). tests/test_prune_kernels.py checks one
-against the other, on a GPU and on the CPU through the kernel emulator.
+for contiguous float32 CuPy arrays). The kernels find the same T with fewer
+passes over the data: one 11-bit digit over every candidate, then the last 20
+bits over the few candidates that share that digit, compacted into a short list
+(see the header of prune.cu). tests/test_prune_kernels.py checks one against
+the other, on a GPU and on the CPU through the kernel emulator.
 """
-import math
-
 import numpy as np
 
 from .. import backend, kernels
 
-DIGIT_BITS = 8
+DIGIT_BITS = 8           # the NumPy twin's digits (four passes for float32)
 DIGIT_VALUES = 1 << DIGIT_BITS
-BLOCK_SIZE = 256
-MAX_BLOCKS_PER_TENSOR = 4096
+# kernels/prune.cu (each must match its #define there; tests/test_prune_kernels.py checks):
+BLOCK_THREADS = 256
+CHUNK_ELEMENTS = 4096    # values per block: the flat chunk -> tensor table cuts tensors into these
+FIRST_DIGIT_BITS = 11    # then two digits of LATER_DIGIT_BITS on the short list of candidates
+LATER_DIGIT_BITS = 10
+SHORT_LIST_BLOCKS_PER_MULTIPROCESSOR = 4
+
+# The C struct TensorSlot of prune.cu, field for field (40 bytes).
+TENSOR_SLOT = np.dtype([("values", "<u8"), ("mask", "<u8"), ("output", "<u8"), ("size", "<i8"),
+                        ("first_chunk", "<i8")])
 
 device = kernels.Device("prune")  # tests swap in a CPU emulator with the same members
 
@@ -55,7 +64,7 @@ def float_bits(value, dtype):
 
 # ----- the NumPy twins ------------------------------------------------------------------
 def kth_smallest_numpy(scores, masks, k):
-    """Twin of ``magnitude_histogram`` + ``select_digit``: the k-th smallest candidate magnitude.
+    """Twin of ``kth_smallest_cuda``: the k-th smallest candidate magnitude, 8 bits per pass.
 
     scores: list of float arrays; masks: list of arrays of the same shapes
     (non-zero = candidate); 1 <= k <= number of candidates.
@@ -103,51 +112,64 @@ def kernels_apply(*array_lists):
                for arrays in array_lists for array in arrays)
 
 
-def _launch_shape(sizes):
-    """grid (blocks_per_tensor, number_of_tensors), block 256, as the header of prune.cu says."""
-    blocks = min(max(math.ceil(max(sizes) / BLOCK_SIZE), 1), MAX_BLOCKS_PER_TENSOR)
-    if math.ceil(max(sizes) / blocks) >= 2 ** 31:
-        raise ValueError(f"prune: a tensor of {max(sizes)} elements is too large for the 32-bit block counters")
-    return (blocks, len(sizes)), (BLOCK_SIZE,)
+class _ChunkTable:
+    """The flat launch of prune.cu: a TensorSlot per tensor and the tensor of every chunk.
 
+    ``grid`` is one block per chunk of CHUNK_ELEMENTS values (an empty tensor has none);
+    ``arguments`` are the device copies of the two tables, the kernels' first arguments.
+    """
 
-def _pointers(arrays):
-    return device.xp.asarray([kernels.address(array) for array in arrays], dtype=np.uint64)
+    def __init__(self, values, masks=None, outputs=None):
+        slots = np.zeros(len(values), dtype=TENSOR_SLOT)
+        for column, arrays in (("values", values), ("mask", masks), ("output", outputs)):
+            if arrays is not None:
+                slots[column] = [kernels.address(array, device) for array in arrays]
+        slots["size"] = [value.size for value in values]
+        chunks = -(-slots["size"] // CHUNK_ELEMENTS)
+        slots["first_chunk"] = np.cumsum(chunks) - chunks
+        self.chunks = int(chunks.sum())
+        if self.chunks >= 2 ** 31:
+            raise ValueError(f"prune: {self.chunks} blocks of {CHUNK_ELEMENTS} values exceed one launch")
+        chunk_tensor = np.repeat(np.arange(len(values), dtype=np.int32), chunks)
+        self.arguments = (device.xp.asarray(slots.view(np.uint8)), device.xp.asarray(chunk_tensor))
 
-
-def _sizes(arrays):
-    return device.xp.asarray([array.size for array in arrays], dtype=np.int64)
+    def launch(self, kernel, *more_arguments):
+        if self.chunks:
+            device.kernel(kernel)((self.chunks,), (BLOCK_THREADS,), self.arguments + more_arguments)
 
 
 def kth_smallest_cuda(scores, masks, k):
-    """``kth_smallest_numpy`` with the kernels: four histogram passes on the GPU, one 32-byte read back."""
+    """``kth_smallest_numpy`` with the kernels: one 11-bit digit over every candidate, then the
+    candidates in that digit's bin compacted into a short list for the last 20 bits; one read back."""
     xp = device.xp
-    grid, block = _launch_shape([score.size for score in scores])
-    score_pointers, mask_pointers, sizes = _pointers(scores), _pointers(masks), _sizes(scores)
-    histograms = xp.zeros((4, DIGIT_VALUES), dtype=np.uint64)
-    state = xp.asarray([0, 0, int(k), 0], dtype=np.uint64)
-    histogram_kernel, select_kernel = device.kernel("magnitude_histogram"), device.kernel("select_digit")
-    for pass_index in range(4):
-        histogram_kernel(grid, block, (score_pointers, mask_pointers, sizes, np.int32(pass_index),
-                                       state, histograms[pass_index]))
-        select_kernel((1,), (DIGIT_VALUES,), (histograms[pass_index], np.int32(pass_index), state))
-    prefix, _, rank, equal_count = (int(value) for value in backend.to_numpy(state))
+    table = _ChunkTable(scores, masks)
+    state = xp.asarray([0, 0, int(k), 0, 0], dtype=np.uint64)
+    first = xp.zeros(1 << FIRST_DIGIT_BITS, dtype=np.uint64)
+    first_shift = 31 - FIRST_DIGIT_BITS
+    table.launch("first_digit_histogram", first)
+    select = device.kernel("select_digit")
+    select((1,), (BLOCK_THREADS,), (first, np.int32(first.size), np.int32(first_shift), state))
+    short_list = xp.empty(max(sum(score.size for score in scores), 1), dtype=np.uint32)
+    table.launch("compact_candidates", state, short_list)
+    later = xp.zeros((2, 1 << LATER_DIGIT_BITS), dtype=np.uint64)
+    blocks = SHORT_LIST_BLOCKS_PER_MULTIPROCESSOR * device.multiprocessors
+    for histogram, shift in zip(later, (first_shift - LATER_DIGIT_BITS, first_shift - 2 * LATER_DIGIT_BITS)):
+        device.kernel("compacted_histogram")((blocks,), (BLOCK_THREADS,),
+                                             (short_list, state, np.int32(shift), histogram))
+        select((1,), (BLOCK_THREADS,), (histogram, np.int32(histogram.size), np.int32(shift), state))
+    prefix, _, rank, equal_count, _ = (int(value) for value in backend.to_numpy(state))
     return prefix, rank, equal_count
 
 
 def mask_from_threshold_cuda(scores, masks, keep_from_bits):
     new_masks = [device.xp.empty_like(mask) for mask in masks]
-    grid, block = _launch_shape([score.size for score in scores])
-    device.kernel("mask_from_threshold")(
-        grid, block, (_pointers(scores), _pointers(masks), _pointers(new_masks), _sizes(scores),
-                      np.uint32(keep_from_bits)))
+    _ChunkTable(scores, masks, new_masks).launch("mask_from_threshold", np.uint32(keep_from_bits))
     return new_masks
 
 
 def apply_mask_cuda(values, masks, out=None):
     out = [device.xp.empty_like(value) for value in values] if out is None else out
-    grid, block = _launch_shape([value.size for value in values])
-    device.kernel("apply_mask")(grid, block, (_pointers(values), _pointers(masks), _pointers(out), _sizes(values)))
+    _ChunkTable(values, masks, out).launch("apply_mask")
     return out
 
 
