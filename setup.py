@@ -11,7 +11,8 @@ setup(
     # The CUDA sources live in kernels/ and ship inside the package as minigrad/_cuda/*.cu.
     package_dir={"minigrad._cuda": "kernels"},
     package_data={"minigrad._cuda": ["*.cu"]},
-    install_requires=["numpy>=1.24"],
+    # threadpoolctl: limits the BLAS threads after NumPy has loaded (minigrad/threads.py).
+    install_requires=["numpy>=1.24", "threadpoolctl>=3.1"],
     extras_require={
         "gpu": ["cupy-cuda13x"],
         "gpu-cuda12": ["cupy-cuda12x"],

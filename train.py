@@ -229,6 +229,7 @@ def main(argv=None):
     dist.init(device=device)
     rank, world_size = dist.get_rank(), dist.get_world_size()
     validate(args, parser, world_size)
+    threads = mg.threads.apply(local_size=dist.get_local_size())  # no oversubscription under mpirun
     main_process = rank == 0
     say = functools.partial(print, flush=True) if main_process else (lambda *a, **k: None)
 
@@ -275,7 +276,7 @@ def main(argv=None):
                 "args": vars(args)}
 
     say(f"minigrad {mg.__version__}: {args.model} on Fashion-MNIST ({len(train_set)} train, {len(test_set)} test), "
-        f"{device}, {world_size} rank(s), batch {args.batch_size} ({per_rank_batch} per rank), "
+        f"{device}, {world_size} rank(s) x {threads.threads} thread(s), batch {args.batch_size} ({per_rank_batch} per rank), "
         f"{args.optimizer} lr {args.lr}, schedule {args.schedule}")
     log = open(args.log, "a") if (args.log and main_process) else None
     stop = StopRequested()

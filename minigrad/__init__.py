@@ -6,13 +6,14 @@
 """
 import numpy
 
-from . import backend, data, debug, distributed, models, nn, ops, optim, prune, viz
+from . import backend, data, debug, distributed, models, nn, ops, optim, prune, threads, viz
 from .autograd import grad
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .nn import functional
 from .ops import cat, stack
 from .random import manual_seed
 from .serialization import load, save
+from .threads import get_num_threads, set_num_threads
 from .tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 
 float32 = numpy.float32
@@ -26,6 +27,6 @@ def cuda_is_available():
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed",
            "grad", "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "cat", "stack", "nn", "functional",
-           "ops", "backend", "data", "debug", "distributed", "models", "optim", "prune", "viz",
-           "cuda_is_available"]
+           "ops", "backend", "data", "debug", "distributed", "models", "optim", "prune", "threads", "viz",
+           "get_num_threads", "set_num_threads", "cuda_is_available"]
 __version__ = "0.1.0"
