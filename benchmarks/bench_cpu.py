@@ -25,6 +25,8 @@ from pathlib import Path
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--threads", type=int, default=1, help="threads for NumPy's BLAS and PyTorch (default 1)")
 parser.add_argument("--steps", type=int, default=60, help="timed steps per model and framework")
+parser.add_argument("--rounds", type=int, default=9,
+                    help="default CNN: rounds of minigrad then PyTorch, each round a few steps (default 9)")
 parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "cpu.json"))
 args = parser.parse_args()
 # The BLAS reads its thread count when it loads, so set it before numpy is imported.
@@ -53,6 +55,23 @@ def median_ms(step, repeats):
         step()
         times.append(time.perf_counter() - start)
     return 1e3 * float(np.median(times))
+
+
+def interleaved_ms(ours, theirs, rounds, steps_per_round=3):
+    """Median ms per step of two step functions timed in alternation, so that both see the same
+    machine load; also the median of the per-round ratios ours / theirs."""
+    for _ in range(3):
+        ours()
+        theirs()
+    our_times, their_times = [], []
+    for _ in range(rounds):
+        for step, times in ((ours, our_times), (theirs, their_times)):
+            start = time.perf_counter()
+            for _ in range(steps_per_round):
+                step()
+            times.append((time.perf_counter() - start) / steps_per_round)
+    ratio = float(np.median(np.array(our_times) / np.array(their_times)))
+    return 1e3 * float(np.median(our_times)), 1e3 * float(np.median(their_times)), ratio
 
 
 def paired(ours, theirs):
@@ -122,6 +141,22 @@ def cnn_models():
                                               torch.nn.Flatten(), torch.nn.Linear(16 * 7 * 7, 10)))
 
 
+def torch_default_cnn():
+    """train.py's default CNN (minigrad.models.cnn) in PyTorch, layer for layer."""
+    t = torch.nn
+    return t.Sequential(t.Conv2d(1, 32, 3, padding=1, bias=False), t.BatchNorm2d(32), t.ReLU(), t.MaxPool2d(2),
+                        t.Conv2d(32, 64, 3, padding=1, bias=False), t.BatchNorm2d(64), t.ReLU(), t.MaxPool2d(2),
+                        t.Flatten(), t.Linear(64 * 7 * 7, 128), t.ReLU(), t.Dropout(0.25), t.Linear(128, 10))
+
+
+def default_cnn_models():
+    torch_model = torch_default_cnn()
+    our_model = mg.models.cnn()
+    our_model.load_state_dict({k: v.detach().numpy() for k, v in torch_model.state_dict().items()
+                               if not k.endswith("num_batches_tracked")})
+    return our_model, torch_model
+
+
 def op_overhead():
     """Time per tiny op: the fixed cost of building and running one graph node."""
     a = mg.tensor(np.ones(4, dtype=np.float32), requires_grad=True)
@@ -158,6 +193,12 @@ def main():
     cnn = {"minigrad": median_ms(minigrad_step(our_cnn, images, y), args.steps // 2),
            "pytorch": median_ms(torch_step(torch_cnn, images, y), args.steps // 2)}
     rows.append(("CNN conv8-pool-conv16-pool-fc, batch 128", cnn))
+
+    our_default, torch_default = default_cnn_models()
+    ours_ms, theirs_ms, ratio = interleaved_ms(minigrad_step(our_default, images, y), torch_step(torch_default, images, y),
+                                               args.rounds)
+    rows.append(("default CNN of train.py (conv32-BN-pool, conv64-BN-pool, fc128, dropout), batch 128",
+                 {"minigrad": ours_ms, "pytorch": theirs_ms, "median_ratio_of_rounds": ratio}))
 
     ours_us, theirs_us = op_overhead()
     overhead = {"minigrad": ours_us, "pytorch": theirs_us}
