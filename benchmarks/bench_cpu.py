@@ -149,14 +149,6 @@ def torch_default_cnn():
                         t.Flatten(), t.Linear(64 * 7 * 7, 128), t.ReLU(), t.Dropout(0.25), t.Linear(128, 10))
 
 
-def default_cnn_models():
-    torch_model = torch_default_cnn()
-    our_model = mg.models.cnn()
-    our_model.load_state_dict({k: v.detach().numpy() for k, v in torch_model.state_dict().items()
-                               if not k.endswith("num_batches_tracked")})
-    return our_model, torch_model
-
-
 def op_overhead():
     """Time per tiny op: the fixed cost of building and running one graph node."""
     a = mg.tensor(np.ones(4, dtype=np.float32), requires_grad=True)
@@ -194,7 +186,7 @@ def main():
            "pytorch": median_ms(torch_step(torch_cnn, images, y), args.steps // 2)}
     rows.append(("CNN conv8-pool-conv16-pool-fc, batch 128", cnn))
 
-    our_default, torch_default = default_cnn_models()
+    our_default, torch_default = paired(mg.models.cnn, torch_default_cnn)
     ours_ms, theirs_ms, ratio = interleaved_ms(minigrad_step(our_default, images, y), torch_step(torch_default, images, y),
                                                args.rounds)
     rows.append(("default CNN of train.py (conv32-BN-pool, conv64-BN-pool, fc128, dropout), batch 128",

@@ -55,6 +55,15 @@ def batch_norm_inputs(shape=(16, 8, 10, 10), seed=0):
     return x, dy, count[0], mean, invstd, weight, bias
 
 
+@pytest.mark.parametrize("shape", [(16, 8, 10, 10), (64, 5), (3, 2, 4, 4)])
+def test_batch_statistics_and_gradient_sums_match_the_twins(threads, shape):
+    x, dy, _, mean, invstd, _, _ = batch_norm_inputs(shape)
+    for fast, reference in zip(cpu_fast.batch_statistics(x), batchnorm.batch_statistics(x)):
+        close(fast, reference)
+    for fast, reference in zip(cpu_fast.gradient_sums(dy, x, mean, invstd), batchnorm.gradient_sums(dy, x, mean, invstd)):
+        close(fast, reference)
+
+
 @pytest.mark.parametrize("affine", [True, False])
 def test_normalize_matches_the_twin(threads, affine):
     x, _, _, mean, invstd, weight, bias = batch_norm_inputs()
