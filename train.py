@@ -276,8 +276,8 @@ def main(argv=None):
                 "args": vars(args)}
 
     say(f"minigrad {mg.__version__}: {args.model} on Fashion-MNIST ({len(train_set)} train, {len(test_set)} test), "
-        f"{device}, {world_size} rank(s) x {threads.threads} thread(s), batch {args.batch_size} ({per_rank_batch} per rank), "
-        f"{args.optimizer} lr {args.lr}, schedule {args.schedule}")
+        f"{device}, {world_size} rank(s), batch {args.batch_size} ({per_rank_batch} per rank), "
+        f"{args.optimizer} lr {args.lr}, schedule {args.schedule}, {threads.threads} thread(s) per rank")
     log = open(args.log, "a") if (args.log and main_process) else None
     stop = StopRequested()
     progress = make_progress(args, main_process)

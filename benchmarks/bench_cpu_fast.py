@@ -50,8 +50,12 @@ def batch_norm_cases(rng, shape):
     sums = batchnorm.gradient_sums(dy, x, mean, invstd)
     normalize = (x, mean, invstd, weight, bias)
     gradient = (dy, x, mean, invstd, weight, *sums, count[0], True)
-    return {f"BatchNorm normalize {shape}": (lambda: batchnorm.normalize(*normalize),
+    return {f"BatchNorm batch_statistics {shape}": (lambda: batchnorm.batch_statistics(x),
+                                                    lambda: cpu_fast.batch_statistics(x)),
+            f"BatchNorm normalize {shape}": (lambda: batchnorm.normalize(*normalize),
                                              lambda: cpu_fast.normalize(*normalize)),
+            f"BatchNorm gradient_sums {shape}": (lambda: batchnorm.gradient_sums(dy, x, mean, invstd),
+                                                 lambda: cpu_fast.gradient_sums(dy, x, mean, invstd)),
             f"BatchNorm input_gradient {shape}": (lambda: batchnorm.input_gradient(*gradient),
                                                   lambda: cpu_fast.input_gradient(*gradient))}
 
