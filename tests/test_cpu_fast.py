@@ -45,9 +45,9 @@ def test_a_chunks_exception_reaches_the_caller():
         parallel.for_each_chunk(10, fail, threads=2)
 
 
-def batch_norm_inputs(shape=(16, 8, 10, 10), seed=0):
+def batch_norm_inputs(shape=(16, 8, 10, 10), seed=0, offset=1.0):
     rng = np.random.default_rng(seed)
-    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    x = (rng.standard_normal(shape) * 3 + offset).astype(np.float32)
     dy = rng.standard_normal(shape).astype(np.float32)
     count, mean, invstd = batchnorm.training_statistics(x, None, None, 0.1, 1e-5)
     weight = rng.standard_normal(shape[1]).astype(np.float32)
@@ -73,10 +73,16 @@ def test_normalize_matches_the_twin(threads, affine):
     close(fast, batchnorm.normalize(x, mean, invstd, weight, bias))
 
 
+def test_normalize_keeps_its_accuracy_when_the_mean_dwarfs_the_spread(threads):
+    x, _, _, mean, invstd, weight, bias = batch_norm_inputs(offset=3000.0)
+    close(cpu_fast.normalize(x, mean, invstd, weight, bias), batchnorm.normalize(x, mean, invstd, weight, bias))
+
+
+@pytest.mark.parametrize("offset", [1.0, 3000.0])
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape", [(16, 8, 10, 10), (64, 5)])
-def test_input_gradient_matches_the_twin(threads, training, shape):
-    x, dy, count, mean, invstd, weight, _ = batch_norm_inputs(shape)
+def test_input_gradient_matches_the_twin(threads, training, shape, offset):
+    x, dy, count, mean, invstd, weight, _ = batch_norm_inputs(shape, offset=offset)
     sum_dy, sum_dy_xhat = batchnorm.gradient_sums(dy, x, mean, invstd)
     arguments = (dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, count, training)
     fast = cpu_fast.input_gradient(*arguments)
@@ -84,35 +90,44 @@ def test_input_gradient_matches_the_twin(threads, training, shape):
     close(fast, batchnorm.input_gradient(*arguments))
 
 
-CONV_CASES = [((4, 3, 9, 9), 5, 3, 1, 1), ((2, 2, 8, 7), 3, 3, 2, 0), ((3, 4, 6, 6), 2, 2, 1, 2)]
+CONV_CASES = [((4, 3, 9, 9), 5, 3, 1), ((2, 2, 8, 7), 3, 3, 0), ((3, 4, 6, 5), 2, 2, 2), ((2, 1, 6, 6), 4, 1, 0)]
 
 
-@pytest.mark.parametrize("shape, out_channels, kernel, stride, padding", CONV_CASES)
-def test_im2col_gives_the_twins_columns(threads, shape, out_channels, kernel, stride, padding):
+@pytest.mark.parametrize("shape, out_channels, kernel, padding", CONV_CASES)
+def test_wide_columns_hold_the_twins_columns(threads, shape, out_channels, kernel, padding):
     rng = np.random.default_rng(1)
     x = rng.standard_normal(shape).astype(np.float32)
     weight = rng.standard_normal((out_channels, shape[1], kernel, kernel)).astype(np.float32)
     conv = F.Conv2d()
-    expected = conv.forward(x, weight, stride=(stride, stride), padding=(padding, padding))
-    cols = cpu_fast.im2col(x, (kernel, kernel), (stride, stride), (padding, padding))
-    np.testing.assert_array_equal(cols, conv.cols)  # a copy: exactly the same numbers
-    out = (weight.reshape(out_channels, -1) @ cols).reshape(out_channels, shape[0], *expected.shape[2:])
-    close(cpu_fast.nchw_from_channel_major(out), expected)
+    expected = conv.forward(x, weight, stride=(1, 1), padding=(padding, padding))
+    wide = cpu_fast.im2col_wide(x, (kernel, kernel), (padding, padding))
+    out_h, out_w = expected.shape[2:]
+    wide = wide.reshape(len(wide), shape[0], out_h, -1)
+    assert wide.shape[3] == shape[3] + 2 * padding
+    # a copy: exactly the same numbers, in the columns that are not junk
+    np.testing.assert_array_equal(wide[..., :out_w], conv.cols.reshape(len(wide), shape[0], out_h, out_w))
 
 
-@pytest.mark.parametrize("shape, out_channels, kernel, stride, padding", CONV_CASES)
-def test_col2im_gives_the_twins_input_gradient(threads, shape, out_channels, kernel, stride, padding):
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape, out_channels, kernel, padding", CONV_CASES)
+def test_conv2d_forward_and_backward_match_the_twin(threads, shape, out_channels, kernel, padding, bias):
     rng = np.random.default_rng(2)
-    x = mg.tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
+    x = rng.standard_normal(shape).astype(np.float32)
     weight = rng.standard_normal((out_channels, shape[1], kernel, kernel)).astype(np.float32)
-    out = F.conv2d(x, mg.tensor(weight), stride=stride, padding=padding)
-    grad = rng.standard_normal(out.shape).astype(np.float32)
-    (out * mg.tensor(grad)).sum().backward()
-    grad_matrix = grad.transpose(1, 0, 2, 3).reshape(out_channels, -1)
-    grad_cols = weight.reshape(out_channels, -1).T @ grad_matrix
-    fast = cpu_fast.col2im(grad_cols, shape, (kernel, kernel), (stride, stride), (padding, padding))
-    assert fast.flags.c_contiguous
-    close(fast, x.grad.numpy())
+    bias = rng.standard_normal(out_channels).astype(np.float32) if bias else None
+    conv = F.Conv2d()
+    conv.needs_input_grad = (True, True, bias is not None)
+    expected = conv.forward(x, weight, bias, stride=(1, 1), padding=(padding, padding))
+    out, cols = cpu_fast.conv2d_forward(x, weight, bias, (padding, padding))
+    assert out.flags.c_contiguous and out.dtype == np.float32
+    close(out, expected)
+    grad = rng.standard_normal(expected.shape).astype(np.float32)
+    grads = cpu_fast.conv2d_backward(grad, cols, weight, shape, (padding, padding), need_bias=bias is not None)
+    for fast, reference in zip(grads, conv.backward(grad)):
+        if reference is None:
+            assert fast is None
+        else:
+            close(fast, reference)
 
 
 @pytest.mark.parametrize("shape, kernel, stride", [((8, 6, 28, 28), 2, 2), ((3, 2, 7, 9), 3, 2), ((2, 3, 5, 5), 2, 1)])

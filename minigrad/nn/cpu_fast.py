@@ -7,8 +7,9 @@ compares them. Two things make these faster:
 
 - fewer passes over memory: a per-channel affine step ``a * u + b * v + c``
   is one fused chunk loop instead of a chain of whole-batch temporaries, and
-  im2col copies each kernel offset once from a channel-major padded input
-  instead of reshaping a 6-D strided view;
+  each chunk's temporaries stay in the cache;
+- longer inner loops: a stride-1 convolution works on "wide rows" (below), so
+  im2col and its adjoint copy and add slices of a whole plane, not rows of 14;
 - the passes are cut into chunks along the batch or channel axis and run on
   the thread pool of minigrad/parallel.py (NumPy releases the GIL inside them).
 
@@ -45,23 +46,37 @@ def _partial_sums(array, function):
     return [np.stack(values) for values in zip(*in_order)]
 
 
-def _affine(u, a, v=None, b=None, c=None):
-    """out = a * u + b * v + c per channel (a, b, c of shape (C,); v, b, c optional), chunked over the batch."""
-    out = np.empty_like(u)
-    ndim, dtype = u.ndim, u.dtype
-    a = _broadcastable(np.asarray(a, dtype=dtype), ndim)
-    b = None if b is None else _broadcastable(np.asarray(b, dtype=dtype), ndim)
-    c = None if c is None else _broadcastable(np.asarray(c, dtype=dtype), ndim)
+def _combine(terms, constant=None):
+    """out = sum of (array - center) * coefficient over ``terms`` + constant, per channel.
+
+    terms: (array (N, C, ...), center (C,) or None, coefficient (C,)) triples; constant (C,) or None.
+    One loop over cache-sized batch chunks does every term, so the temporaries never leave the
+    cache; centering before scaling keeps the twin's accuracy when |mean| >> std.
+    """
+    first = terms[0][0]
+    out = np.empty_like(first)
+
+    def per_channel(values):
+        return None if values is None else _broadcastable(np.asarray(values, dtype=first.dtype), first.ndim)
+
+    terms = [(array, per_channel(center), per_channel(coefficient)) for array, center, coefficient in terms]
+    constant = per_channel(constant)
 
     def chunk(start, stop):
         part = out[start:stop]
-        np.multiply(u[start:stop], a, out=part)
-        if v is not None:
-            part += v[start:stop] * b  # the product is a chunk-sized temporary, in cache
-        if c is not None:
-            part += c
+        for index, (array, center, coefficient) in enumerate(terms):
+            target = part if index == 0 else np.empty_like(part)
+            if center is None:
+                np.multiply(array[start:stop], coefficient, out=target)
+            else:
+                np.subtract(array[start:stop], center, out=target)
+                target *= coefficient
+            if index > 0:
+                part += target
+        if constant is not None:
+            part += constant
 
-    for_each_chunk(len(u), chunk, min_chunks=_cache_chunks(u))
+    for_each_chunk(len(first), chunk, min_chunks=_cache_chunks(first))
     return out
 
 
@@ -98,25 +113,24 @@ def gradient_sums(grad_output, x, mean, invstd):
 
 
 def normalize(x, mean, invstd, weight, bias):
-    """batchnorm.normalize: y = (x - mean) * invstd * weight + bias per channel, as y = x * scale + shift."""
+    """batchnorm.normalize: y = (x - mean) * (invstd * weight) + bias per channel, in one chunked pass."""
     scale = invstd if weight is None else invstd * weight
-    shift = -mean * scale if bias is None else bias - mean * scale
-    return _affine(x, scale, c=shift)
+    return _combine([(x, mean, scale)], bias)
 
 
 def input_gradient(grad_output, x, mean, invstd, weight, sum_dy, sum_dy_xhat, count, training):
-    """batchnorm.input_gradient, rewritten per channel as dx = a * dy + b * x + c.
+    """batchnorm.input_gradient, rewritten per channel as dx = a * dy + b * (x - mean) + c.
 
     With scale = weight * invstd and xhat = (x - mean) * invstd:
     dx = scale * (dy - sum_dy / M - xhat * sum_dy_xhat / M), so
-    a = scale, b = -scale * invstd * sum_dy_xhat / M, c = -scale * sum_dy / M - b * mean.
+    a = scale, b = -scale * invstd * sum_dy_xhat / M, c = -scale * sum_dy / M: one chunked pass
+    where the twin makes six whole-batch passes and three temporaries.
     """
     scale = invstd if weight is None else invstd * weight
     if not training:
-        return _affine(grad_output, scale).astype(x.dtype, copy=False)
-    b = -scale * invstd * sum_dy_xhat / count
-    c = -scale * sum_dy / count - b * mean
-    return _affine(grad_output, scale, x, b, c).astype(x.dtype, copy=False)
+        return _combine([(grad_output, None, scale)]).astype(x.dtype, copy=False)
+    slope = -scale * invstd * sum_dy_xhat / count
+    return _combine([(grad_output, None, scale), (x, mean, slope)], -scale * sum_dy / count).astype(x.dtype, copy=False)
 
 
 def _offsets(kernel, stride, out_size):
@@ -127,39 +141,56 @@ def _offsets(kernel, stride, out_size):
             yield i, j, slice(i, i + sh * (out_h - 1) + 1, sh), slice(j, j + sw * (out_w - 1) + 1, sw)
 
 
-def _channel_chunks(n, h, w, itemsize):
-    """Channel chunks whose padded (chunk, N, H, W) scratch is about CHUNK_BYTES."""
-    return -(-n * h * w * itemsize // CHUNK_BYTES)
+def _channel_chunks(n, plane, itemsize):
+    """Channel chunks whose (chunk, N, plane) scratch is about CHUNK_BYTES."""
+    return -(-n * plane * itemsize // CHUNK_BYTES)
 
 
-def im2col(x, kernel, stride, padding):
-    """The ``cols`` of functional.Conv2d.forward: (C * KH * KW, N * OH * OW), rows ordered (c, i, j),
-    columns (n, oh, ow).
+# ----- stride-1 convolution on "wide rows" ------------------------------------------------
+# Flatten each zero-padded (Hp, Wp) plane into one row. For a stride-1 kernel offset (i, j),
+# output pixel (oh, ow) reads flat position (i * Wp + j) + (oh * Wp + ow): the same contiguous
+# slice of OH * Wp values for every pixel of the plane, if each output row is Wp wide instead
+# of OW. The last Wp - OW columns of such a row are junk (they wrap into the next row): the
+# GEMM carries them, the output drops them, and the gradient sets them to zero, so their
+# contributions to the weight gradient and to the fold vanish. im2col and col2im then copy or
+# add slices of about OH * Wp values at a time (NumPy's inner loop ran on rows of OW, 14 values
+# in the default CNN's second layer), for a GEMM Wp / OW larger (16/14 there).
+def _wide_geometry(input_shape, kernel, padding):
+    n, c, h, w = input_shape
+    height, width = h + 2 * padding[0], w + 2 * padding[1]
+    out_h, out_w = height - kernel[0] + 1, width - kernel[1] + 1
+    # kernel[1] - 1 spare values after the last plane's row keep the largest offset's slice in bounds
+    return height, width, out_h, out_w, height * width + kernel[1] - 1
 
-    Channel chunk by channel chunk, the chunk is padded into a small channel-major
-    scratch array (in cache) and each kernel offset is one strided copy from it:
-    the whole-batch padded copy and the 6-D reshape copy of the twin become one
-    pass that writes cols. Chunks are split over the threads.
-    """
+
+def _offset_slices(kernel, width, out_h):
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            yield i, j, slice(i * width + j, i * width + j + out_h * width)
+
+
+def im2col_wide(x, kernel, padding):
+    """Columns for a stride-1 convolution, (C * KH * KW, N * OH * Wp), rows (c, i, j), columns
+    (n, oh, q) with q < OW the output pixels and q >= OW junk. Channel chunks (padded in a scratch
+    that stays in cache) are split over the threads."""
     n, c, h, w = x.shape
-    (ph, pw) = padding
-    height, width = h + 2 * ph, w + 2 * pw
-    out_h, out_w = (height - kernel[0]) // stride[0] + 1, (width - kernel[1]) // stride[1] + 1
-    cols = np.empty((c, kernel[0], kernel[1], n, out_h, out_w), dtype=x.dtype)
+    ph, pw = padding
+    height, width, out_h, _, flat = _wide_geometry(x.shape, kernel, padding)
+    cols = np.empty((c, kernel[0], kernel[1], n, out_h * width), dtype=x.dtype)
 
     def chunk(start, stop):
-        padded = np.zeros((stop - start, n, height, width), dtype=x.dtype)
-        padded[:, :, ph:ph + h, pw:pw + w] = x[:, start:stop].transpose(1, 0, 2, 3)
-        for i, j, rows, columns in _offsets(kernel, stride, (out_h, out_w)):
-            cols[start:stop, i, j] = padded[:, :, rows, columns]
+        padded = np.zeros((stop - start, n, flat), dtype=x.dtype)
+        plane = padded[:, :, :height * width].reshape(stop - start, n, height, width)
+        plane[:, :, ph:ph + h, pw:pw + w] = x[:, start:stop].transpose(1, 0, 2, 3)
+        for i, j, where in _offset_slices(kernel, width, out_h):
+            cols[start:stop, i, j] = padded[:, :, where]
 
-    for_each_chunk(c, chunk, min_chunks=_channel_chunks(n, height, width, x.itemsize))
-    return cols.reshape(c * kernel[0] * kernel[1], n * out_h * out_w)
+    for_each_chunk(c, chunk, min_chunks=_channel_chunks(n, flat, x.itemsize))
+    return cols.reshape(c * kernel[0] * kernel[1], n * out_h * width)
 
 
 def nchw_from_channel_major(values):
-    """(C, N, H, W) -> a contiguous (N, C, H, W) copy, split over the batch: the last copy of conv2d's
-    forward (``ascontiguousarray(out.transpose(1, 0, 2, 3))``)."""
+    """(C, N, H, W), any strides -> a contiguous (N, C, H, W) copy, split over the batch."""
     c, n = values.shape[:2]
     out = np.empty((n, c) + values.shape[2:], dtype=values.dtype)
     source = values.transpose(1, 0, 2, 3)
@@ -171,31 +202,64 @@ def nchw_from_channel_major(values):
     return out
 
 
-def col2im(grad_cols, input_shape, kernel, stride, padding):
-    """The input gradient of functional.Conv2d.backward from ``grad_cols`` = W^T @ g, shaped
-    (C * KH * KW, N * OH * OW): every column added back where im2col read it (``_fold``), the
-    padding cut off, as a contiguous (N, C, H, W) array.
+def wide_from_nchw(grad, width):
+    """grad (N, O, OH, OW) -> (O, N * OH * width) with zeros in the junk columns q >= OW."""
+    n, o, out_h, out_w = grad.shape
+    out = np.empty((o, n, out_h, width), dtype=grad.dtype)
 
-    Channel chunk by channel chunk, the fold adds into a small scratch array (in
-    cache) and the chunk goes straight to its place in the (N, C, H, W) output:
-    no whole-batch folded array and no final transposing copy. Chunks are split
-    over the threads.
-    """
+    def chunk(start, stop):
+        out[start:stop, :, :, out_w:] = 0
+        out[start:stop, :, :, :out_w] = grad[:, start:stop].transpose(1, 0, 2, 3)
+
+    for_each_chunk(o, chunk)
+    return out.reshape(o, n * out_h * width)
+
+
+def col2im_wide(grad_cols, input_shape, kernel, padding):
+    """The input gradient (N, C, H, W) of a stride-1 convolution from ``grad_cols`` = W^T @ g_wide,
+    (C * KH * KW, N * OH * Wp) with zero junk columns: every slice added back where im2col_wide
+    read it, into a cache-sized channel chunk that goes straight to its place in the output."""
     n, c, h, w = input_shape
-    (ph, pw) = padding
-    height, width = h + 2 * ph, w + 2 * pw
-    out_h, out_w = (height - kernel[0]) // stride[0] + 1, (width - kernel[1]) // stride[1] + 1
-    cols = grad_cols.reshape(c, kernel[0], kernel[1], n, out_h, out_w)
+    ph, pw = padding
+    height, width, out_h, _, flat = _wide_geometry(input_shape, kernel, padding)
+    cols = grad_cols.reshape(c, kernel[0], kernel[1], n, out_h * width)
     out = np.empty(input_shape, dtype=grad_cols.dtype)
 
     def chunk(start, stop):
-        folded = np.zeros((stop - start, n, height, width), dtype=grad_cols.dtype)
-        for i, j, rows, columns in _offsets(kernel, stride, (out_h, out_w)):
-            folded[:, :, rows, columns] += cols[start:stop, i, j]
-        out[:, start:stop] = folded[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
+        folded = np.zeros((stop - start, n, flat), dtype=grad_cols.dtype)
+        for i, j, where in _offset_slices(kernel, width, out_h):
+            folded[:, :, where] += cols[start:stop, i, j]
+        plane = folded[:, :, :height * width].reshape(stop - start, n, height, width)
+        out[:, start:stop] = plane[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
 
-    for_each_chunk(c, chunk, min_chunks=_channel_chunks(n, height, width, grad_cols.itemsize))
+    for_each_chunk(c, chunk, min_chunks=_channel_chunks(n, flat, grad_cols.itemsize))
     return out
+
+
+def conv2d_forward(x, weight, bias, padding):
+    """functional.Conv2d.forward for stride 1: (out (N, O, OH, OW), cols_wide for the backward)."""
+    out_channels, n = weight.shape[0], x.shape[0]
+    _, width, out_h, out_w, _ = _wide_geometry(x.shape, weight.shape[2:], padding)
+    cols = im2col_wide(x, weight.shape[2:], padding)
+    out = (weight.reshape(out_channels, -1) @ cols).reshape(out_channels, n, out_h, width)
+    out = nchw_from_channel_major(out[:, :, :, :out_w])
+    if bias is not None:
+        out += bias.reshape(1, -1, 1, 1)
+    return out, cols
+
+
+def conv2d_backward(grad, cols, weight, input_shape, padding, need_x=True, need_weight=True, need_bias=False):
+    """functional.Conv2d.backward for stride 1 from conv2d_forward's cols: (grad_x, grad_weight, grad_bias)."""
+    out_channels = weight.shape[0]
+    _, width, _, _, _ = _wide_geometry(input_shape, weight.shape[2:], padding)
+    grad_matrix = wide_from_nchw(grad, width)
+    grad_weight = (cols @ grad_matrix.T).T.reshape(weight.shape) if need_weight else None
+    grad_bias = grad.sum(axis=(0, 2, 3)) if need_bias else None
+    grad_x = None
+    if need_x:
+        grad_cols = weight.reshape(out_channels, -1).T @ grad_matrix
+        grad_x = col2im_wide(grad_cols, input_shape, weight.shape[2:], padding)
+    return grad_x, grad_weight, grad_bias
 
 
 def max_pool2d_forward(x, kernel_size, stride):
