@@ -70,7 +70,11 @@ def max_pool_cases(rng, shape):
     best = pool.forward(x, **options)
     grad = rng.standard_normal(best.shape, dtype=np.float32)
     winner = pool.winner
-    return {f"max_pool2d forward {shape}": (lambda: pool.forward(x, **options),
+    relu = mg.ops.ReLU()
+    relu.forward(x)
+    return {f"ReLU forward {shape}": (lambda: relu.forward(x), lambda: cpu_fast.relu_forward(x)),
+            f"ReLU backward {shape}": (lambda: relu.backward(x), lambda: cpu_fast.relu_backward(x, relu.positive)),
+            f"max_pool2d forward {shape}": (lambda: pool.forward(x, **options),
                                             lambda: cpu_fast.max_pool2d_forward(x, (2, 2), (2, 2))),
             f"max_pool2d backward {shape}": (lambda: pool.backward(grad),
                                              lambda: cpu_fast.max_pool2d_backward(grad, winner, shape, (2, 2), (2, 2)))}

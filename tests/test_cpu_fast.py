@@ -144,3 +144,15 @@ def test_max_pool_matches_the_twin_ties_included(threads, shape, kernel, stride)
     grad = rng.standard_normal(expected.shape).astype(np.float32)
     fast = cpu_fast.max_pool2d_backward(grad, winner, shape, (kernel, kernel), (stride, stride))
     np.testing.assert_array_equal(fast, pool.backward(grad))
+
+
+def test_relu_gives_the_twins_bits(threads):
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((16, 8, 12, 12)).astype(np.float32)
+    relu = mg.ops.ReLU()
+    expected = relu.forward(a)
+    out, positive = cpu_fast.relu_forward(a)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(expected))  # -0.0 where the twin has -0.0
+    grad = rng.standard_normal(a.shape).astype(np.float32)
+    np.testing.assert_array_equal(cpu_fast.relu_backward(grad, positive), relu.backward(grad))
