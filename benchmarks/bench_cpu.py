@@ -3,7 +3,9 @@
 Each step is forward, cross-entropy, backward and an SGD update (momentum 0.9)
 with the same weights, batch and thread count in both frameworks. Reported:
 the median step time over many steps, and the ratio minigrad / PyTorch
-(below 1 means minigrad is faster). A hand-written NumPy forward/backward of
+(below 1 means minigrad is faster). train.py's default CNN is timed in
+interleaved rounds (minigrad, then PyTorch, --rounds times), with the median
+of the rounds' ratios and the ratio of CPU times next to the wall times. A hand-written NumPy forward/backward of
 the MLP shows what the arithmetic alone costs, so the difference is the
 engine's own overhead. The per-op overhead of a tiny elementwise op is timed
 too.
@@ -58,20 +60,26 @@ def median_ms(step, repeats):
 
 
 def interleaved_ms(ours, theirs, rounds, steps_per_round=3):
-    """Median ms per step of two step functions timed in alternation, so that both see the same
-    machine load; also the median of the per-round ratios ours / theirs."""
+    """Two step functions timed in alternation, so that both see the same machine load.
+
+    Returns the median wall ms per step of each, the median of the per-round
+    wall ratios ours / theirs, and the ratio of median CPU times (process_time:
+    the work done, which other processes on a shared machine do not inflate;
+    comparable at 1 thread, where neither framework spins threads)."""
     for _ in range(3):
         ours()
         theirs()
-    our_times, their_times = [], []
+    walls, cpus = ([], []), ([], [])
     for _ in range(rounds):
-        for step, times in ((ours, our_times), (theirs, their_times)):
-            start = time.perf_counter()
+        for step, wall_times, cpu_times in zip((ours, theirs), walls, cpus):
+            wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(steps_per_round):
                 step()
-            times.append((time.perf_counter() - start) / steps_per_round)
-    ratio = float(np.median(np.array(our_times) / np.array(their_times)))
-    return 1e3 * float(np.median(our_times)), 1e3 * float(np.median(their_times)), ratio
+            wall_times.append((time.perf_counter() - wall) / steps_per_round)
+            cpu_times.append((time.process_time() - cpu) / steps_per_round)
+    ratio = float(np.median(np.array(walls[0]) / np.array(walls[1])))
+    return (1e3 * float(np.median(walls[0])), 1e3 * float(np.median(walls[1])), ratio,
+            float(np.median(cpus[0]) / np.median(cpus[1])))
 
 
 def paired(ours, theirs):
@@ -187,10 +195,11 @@ def main():
     rows.append(("CNN conv8-pool-conv16-pool-fc, batch 128", cnn))
 
     our_default, torch_default = paired(mg.models.cnn, torch_default_cnn)
-    ours_ms, theirs_ms, ratio = interleaved_ms(minigrad_step(our_default, images, y), torch_step(torch_default, images, y),
-                                               args.rounds)
+    ours_ms, theirs_ms, ratio, cpu_ratio = interleaved_ms(minigrad_step(our_default, images, y),
+                                                          torch_step(torch_default, images, y), args.rounds)
     rows.append(("default CNN of train.py (conv32-BN-pool, conv64-BN-pool, fc128, dropout), batch 128",
-                 {"minigrad": ours_ms, "pytorch": theirs_ms, "median_ratio_of_rounds": ratio}))
+                 {"minigrad": ours_ms, "pytorch": theirs_ms, "median_ratio_of_rounds": ratio,
+                  "cpu_time_ratio": cpu_ratio}))
 
     ours_us, theirs_us = op_overhead()
     overhead = {"minigrad": ours_us, "pytorch": theirs_us}
@@ -202,6 +211,8 @@ def main():
         hand = f"{row['numpy_by_hand']:.3f}" if "numpy_by_hand" in row else ""
         print(f"| {name} | {row['minigrad']:.3f} | {row['pytorch']:.3f} | {row['minigrad'] / row['pytorch']:.2f} | {hand} |")
     print(f"| tiny elementwise op (us per op, forward) | {ours_us:.2f} | {theirs_us:.2f} | {ours_us / theirs_us:.2f} | |")
+    print(f"(default CNN: median of the {args.rounds} interleaved rounds' ratios {ratio:.2f}, "
+          f"ratio of CPU times {cpu_ratio:.2f})")
 
     try:
         from threadpoolctl import threadpool_info
