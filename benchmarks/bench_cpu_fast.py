@@ -100,7 +100,9 @@ def conv_cases(rng, shape=(128, 32, 14, 14), out_channels=64):
     return {f"conv2d forward {shape} -> {out_channels} channels, 3x3, padding 1": (
                 lambda: conv.forward(x, weight, **options), lambda: cpu_fast.conv2d_forward(x, weight, None, (1, 1))),
             "conv2d backward of the same (input and weight gradients)": (
-                lambda: conv.backward(grad), lambda: cpu_fast.conv2d_backward(grad, cols, weight, shape, (1, 1)))}
+                lambda: conv.backward(grad),
+                lambda: (cpu_fast.conv2d_input_grad(grad, weight, shape, (1, 1)),
+                         cpu_fast.conv2d_weight_grad(x, grad, weight.shape, (1, 1), cols)))}
 
 
 def main():

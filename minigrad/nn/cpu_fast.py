@@ -248,18 +248,21 @@ def conv2d_forward(x, weight, bias, padding):
     return out, cols
 
 
-def conv2d_backward(grad, cols, weight, input_shape, padding, need_x=True, need_weight=True, need_bias=False):
-    """functional.Conv2d.backward for stride 1 from conv2d_forward's cols: (grad_x, grad_weight, grad_bias)."""
+def conv2d_input_grad(grad, weight, input_shape, padding):
+    """The input gradient (N, C, H, W) of a stride-1 conv2d: W^T @ g on wide rows, then col2im_wide."""
     out_channels = weight.shape[0]
-    _, width, _, _, _ = _wide_geometry(input_shape, weight.shape[2:], padding)
-    grad_matrix = wide_from_nchw(grad, width)
-    grad_weight = (cols @ grad_matrix.T).T.reshape(weight.shape) if need_weight else None
-    grad_bias = grad.sum(axis=(0, 2, 3)) if need_bias else None
-    grad_x = None
-    if need_x:
-        grad_cols = weight.reshape(out_channels, -1).T @ grad_matrix
-        grad_x = col2im_wide(grad_cols, input_shape, weight.shape[2:], padding)
-    return grad_x, grad_weight, grad_bias
+    width = input_shape[3] + 2 * padding[1]
+    grad_cols = weight.reshape(out_channels, -1).T @ wide_from_nchw(grad, width)
+    return col2im_wide(grad_cols, input_shape, weight.shape[2:], padding)
+
+
+def conv2d_weight_grad(x, grad, weight_shape, padding, cols=None):
+    """The weight gradient (O, C, KH, KW) of a stride-1 conv2d; ``cols``: conv2d_forward's wide
+    columns of x, when the caller has them. The junk columns meet zeros in the wide gradient."""
+    if cols is None:
+        cols = im2col_wide(x, weight_shape[2:], padding)
+    width = x.shape[3] + 2 * padding[1]
+    return (cols @ wide_from_nchw(grad, width).T).T.reshape(weight_shape)
 
 
 def max_pool2d_forward(x, kernel_size, stride):
