@@ -17,12 +17,14 @@ minigrad/threads.py, so it never adds threads beyond the process's share of
 the cores. With one thread the chunks run in the calling thread.
 """
 import atexit
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from . import threads as thread_policy
 
 _pool = None
 _pool_size = 0
+_in_chunk = threading.local()  # a chunk that splits its own work runs it inline: no pool deadlock
 
 
 def _executor(size):
@@ -58,15 +60,22 @@ def for_each_chunk(total, function, threads=None, min_chunks=1):
 
     ``min_chunks`` > threads makes smaller chunks (their temporaries fit the cache).
     The chunks must write disjoint outputs; the call returns when all are done and
-    re-raises the first exception a chunk raised.
+    re-raises the first exception a chunk raised. A chunk may call for_each_chunk
+    again: the inner call runs in the chunk's thread.
     """
     threads = thread_policy.get_num_threads() if threads is None else threads
+    if getattr(_in_chunk, "active", False):
+        threads = 1
     bounds = chunk_bounds(total, -(-max(min_chunks, threads) // threads) * threads)
     threads = min(threads, len(bounds))
 
     def run(group):  # each thread takes every threads-th chunk, in order
-        for start, stop in bounds[group::threads]:
-            function(start, stop)
+        outer, _in_chunk.active = getattr(_in_chunk, "active", False), True
+        try:
+            for start, stop in bounds[group::threads]:
+                function(start, stop)
+        finally:
+            _in_chunk.active = outer
 
     if threads <= 1:
         run(0)

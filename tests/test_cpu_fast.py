@@ -4,6 +4,8 @@ Copies (im2col, max-pool) must match exactly; the fused BatchNorm steps and the
 folded convolution gradient reorder float32 sums and products, so they are
 compared with rtol 1e-4 and an atol of 1e-5 of the values' scale.
 """
+import threading
+
 import numpy as np
 import pytest
 
@@ -34,6 +36,23 @@ def test_chunks_cover_the_range_once():
     def mark(start, stop):
         seen[start:stop] += 1
     parallel.for_each_chunk(1000, mark, threads=2, min_chunks=7)
+    assert (seen == 1).all()
+
+
+def test_a_chunk_may_split_its_own_work_without_deadlock():
+    seen = np.zeros((8, 100), dtype=int)
+
+    def outer(start, stop):
+        for row in range(start, stop):
+            def inner(first, last, row=row):
+                seen[row, first:last] += 1
+            parallel.for_each_chunk(100, inner, threads=2)
+
+    # a deadlock would hang: run the job in a daemon thread and give it 30 s
+    job = threading.Thread(target=parallel.for_each_chunk, args=(8, outer), kwargs={"threads": 2}, daemon=True)
+    job.start()
+    job.join(timeout=30)
+    assert not job.is_alive(), "for_each_chunk inside a chunk hung"
     assert (seen == 1).all()
 
 
