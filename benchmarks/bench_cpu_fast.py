@@ -119,7 +119,8 @@ def main():
             rows.setdefault(name, {})[threads] = interleaved_ms(reference, fast, args.rounds)
     print(f"\nCPU: {cpu_name()}; {args.rounds} interleaved rounds; wall ms per call, median (minimum); "
           f"at 1 thread also the speed-up in CPU time (medians)")
-    print("| step | twin, 1 thread | fast, 1 thread | speed-up | in CPU time | twin, 2 threads | fast, 2 threads | speed-up |")
+    print("| step | twin, 1 thread | fast, 1 thread | speed-up | in CPU time "
+          "| twin, 2 threads | fast, 2 threads | speed-up |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, by_threads in rows.items():
         cells = []
