@@ -225,6 +225,8 @@ def main():
         "date": time.strftime("%Y-%m-%d"),
         "cpu": cpu_name(),
         "threads": args.threads,
+        # other processes' load on this machine (1, 5, 15-minute averages): a shared machine inflates the times
+        "load_average": os.getloadavg(),
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
                      "minigrad": mg.__version__},
         "blas": blas,

@@ -133,6 +133,7 @@ def main():
         print(f"| {name} | {' | '.join(cells)} |")
     result = {"benchmark": "fast CPU steps against their NumPy twins", "date": time.strftime("%Y-%m-%d"),
               "cpu": cpu_name(), "rounds": args.rounds, "numpy": np.__version__,
+              "load_average": os.getloadavg(),  # other processes' load: a shared machine inflates wall times
               "ms_per_call": {name: {f"{threads}_threads": row for threads, row in by_threads.items()}
                               for name, by_threads in rows.items()}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
