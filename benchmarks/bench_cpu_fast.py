@@ -93,16 +93,22 @@ def conv_cases(rng, shape=(128, 32, 14, 14), out_channels=64):
     weight = rng.standard_normal((out_channels, shape[1], 3, 3), dtype=np.float32)
     grad = rng.standard_normal((shape[0], out_channels, 14, 14), dtype=np.float32)
     conv = F.Conv2d()
-    conv.needs_input_grad = (True, True)
     options = dict(stride=(1, 1), padding=(1, 1))
     conv.forward(x, weight, **options)
     _, cols = cpu_fast.conv2d_forward(x, weight, None, (1, 1))
+
+    def twin_gradient(needs):
+        def run():
+            conv.needs_input_grad = needs
+            return conv.backward(grad)
+        return run
+
     return {f"conv2d forward {shape} -> {out_channels} channels, 3x3, padding 1": (
                 lambda: conv.forward(x, weight, **options), lambda: cpu_fast.conv2d_forward(x, weight, None, (1, 1))),
-            "conv2d backward of the same (input and weight gradients)": (
-                lambda: conv.backward(grad),
-                lambda: (cpu_fast.conv2d_input_grad(grad, weight, shape, (1, 1)),
-                         cpu_fast.conv2d_weight_grad(x, grad, weight.shape, (1, 1), cols)))}
+            "conv2d input gradient of the same": (
+                twin_gradient((True, False)), lambda: cpu_fast.conv2d_input_grad(grad, weight, shape, (1, 1))),
+            "conv2d weight gradient of the same": (
+                twin_gradient((False, True)), lambda: cpu_fast.conv2d_weight_grad(x, grad, weight.shape, (1, 1), cols))}
 
 
 def main():
