@@ -113,64 +113,69 @@ def test_input_gradient_matches_the_twin(threads, training, shape, offset):
 CONV_CASES = [((4, 3, 9, 9), 5, 3, 1), ((2, 2, 8, 7), 3, 3, 0), ((3, 4, 6, 5), 2, 2, 2), ((2, 1, 6, 6), 4, 1, 0)]
 
 
+def gradients_through_the_engine(function, arrays, grad):
+    """function's output and the gradients of sum(output * grad) for each array, by minigrad's autograd."""
+    tensors = [mg.tensor(array, requires_grad=True) for array in arrays]
+    out = function(*tensors)
+    (out * mg.tensor(grad)).sum().backward()
+    return out.numpy(), [tensor.grad.numpy() for tensor in tensors]
+
+
 @pytest.mark.parametrize("shape, out_channels, kernel, padding", CONV_CASES)
-def test_wide_columns_hold_the_twins_columns(threads, shape, out_channels, kernel, padding):
+def test_wide_columns_hold_every_window(threads, shape, out_channels, kernel, padding):
     rng = np.random.default_rng(1)
     x = rng.standard_normal(shape).astype(np.float32)
-    weight = rng.standard_normal((out_channels, shape[1], kernel, kernel)).astype(np.float32)
-    conv = F.Conv2d()
-    expected = conv.forward(x, weight, stride=(1, 1), padding=(padding, padding))
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    out_h, out_w = padded.shape[2] - kernel + 1, padded.shape[3] - kernel + 1
     wide = cpu_fast.im2col_wide(x, (kernel, kernel), (padding, padding))
-    out_h, out_w = expected.shape[2:]
-    wide = wide.reshape(len(wide), shape[0], out_h, -1)
-    assert wide.shape[3] == shape[3] + 2 * padding
-    # a copy: exactly the same numbers, in the columns that are not junk
-    np.testing.assert_array_equal(wide[..., :out_w], conv.cols.reshape(len(wide), shape[0], out_h, out_w))
+    wide = wide.reshape(shape[1], kernel, kernel, shape[0], out_h, -1)
+    assert wide.shape[5] == padded.shape[3]
+    for i in range(kernel):
+        for j in range(kernel):  # column (n, oh, ow) of row (c, i, j) holds padded[n, c, oh + i, ow + j]
+            window = padded[:, :, i:i + out_h, j:j + out_w].transpose(1, 0, 2, 3)
+            np.testing.assert_array_equal(wide[:, i, j, :, :, :out_w], window)  # a copy: the same bits
 
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape, out_channels, kernel, padding", CONV_CASES)
-def test_conv2d_forward_and_backward_match_the_twin(threads, shape, out_channels, kernel, padding, bias):
+def test_conv2d_forward_and_gradients_match_the_engine(threads, shape, out_channels, kernel, padding, bias):
     rng = np.random.default_rng(2)
     x = rng.standard_normal(shape).astype(np.float32)
     weight = rng.standard_normal((out_channels, shape[1], kernel, kernel)).astype(np.float32)
     bias = rng.standard_normal(out_channels).astype(np.float32) if bias else None
-    conv = F.Conv2d()
-    conv.needs_input_grad = (True, True, bias is not None)
-    expected = conv.forward(x, weight, bias, stride=(1, 1), padding=(padding, padding))
     out, cols = cpu_fast.conv2d_forward(x, weight, bias, (padding, padding))
+    grad = rng.standard_normal(out.shape).astype(np.float32)
+    expected, (grad_x, grad_weight) = gradients_through_the_engine(
+        lambda x, weight: F.conv2d(x, weight, None if bias is None else mg.tensor(bias), padding=padding),
+        [x, weight], grad)
     assert out.flags.c_contiguous and out.dtype == np.float32
     close(out, expected)
-    grad = rng.standard_normal(expected.shape).astype(np.float32)
-    grad_x, grad_weight = conv.backward(grad)[:2]
     close(cpu_fast.conv2d_input_grad(grad, weight, shape, (padding, padding)), grad_x)
     close(cpu_fast.conv2d_weight_grad(x, grad, weight.shape, (padding, padding), cols), grad_weight)
     close(cpu_fast.conv2d_weight_grad(x, grad, weight.shape, (padding, padding)), grad_weight)
 
 
 @pytest.mark.parametrize("shape, kernel, stride", [((8, 6, 28, 28), 2, 2), ((3, 2, 7, 9), 3, 2), ((2, 3, 5, 5), 2, 1)])
-def test_max_pool_matches_the_twin_ties_included(threads, shape, kernel, stride):
+def test_max_pool_matches_the_engine_ties_included(threads, shape, kernel, stride):
     rng = np.random.default_rng(3)
-    # rounded values after a ReLU: many windows tie (all zero), as in a real network
+    # rounded values after a ReLU: many windows tie (all zero), as in a real network; the
+    # gradient must go to each window's first maximum, as PyTorch's does
     values = np.maximum(np.round(rng.standard_normal(shape)), 0).astype(np.float32)
-    pool = F.MaxPool2d()
-    options = dict(kernel_size=(kernel, kernel), stride=(stride, stride), padding=(0, 0))
-    expected = pool.forward(values, **options)
     best, winner = cpu_fast.max_pool2d_forward(values, (kernel, kernel), (stride, stride))
+    grad = rng.standard_normal(best.shape).astype(np.float32)
+    expected, (grad_x,) = gradients_through_the_engine(
+        lambda x: F.max_pool2d(x, kernel, stride), [values], grad)
     np.testing.assert_array_equal(best, expected)
-    np.testing.assert_array_equal(winner, pool.winner)
-    grad = rng.standard_normal(expected.shape).astype(np.float32)
     fast = cpu_fast.max_pool2d_backward(grad, winner, shape, (kernel, kernel), (stride, stride))
-    np.testing.assert_array_equal(fast, pool.backward(grad))
+    np.testing.assert_array_equal(fast, grad_x)
 
 
-def test_relu_gives_the_twins_bits(threads):
+def test_relu_gives_the_engines_bits(threads):
     rng = np.random.default_rng(4)
     a = rng.standard_normal((16, 8, 12, 12)).astype(np.float32)
-    relu = mg.ops.ReLU()
-    expected = relu.forward(a)
+    grad = rng.standard_normal(a.shape).astype(np.float32)
+    expected, (grad_a,) = gradients_through_the_engine(F.relu, [a], grad)
     out, positive = cpu_fast.relu_forward(a)
     np.testing.assert_array_equal(out, expected)
-    np.testing.assert_array_equal(np.signbit(out), np.signbit(expected))  # -0.0 where the twin has -0.0
-    grad = rng.standard_normal(a.shape).astype(np.float32)
-    np.testing.assert_array_equal(cpu_fast.relu_backward(grad, positive), relu.backward(grad))
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(expected))  # -0.0 where the engine has -0.0
+    np.testing.assert_array_equal(cpu_fast.relu_backward(grad, positive), grad_a)
