@@ -70,7 +70,8 @@ def main():
     for _ in range(args.steps):
         step()
     step_ms = 1e3 * (time.perf_counter() - start) / args.steps
-    print(f"one step: {step_ms:.1f} ms ({args.threads} thread(s), mean of {args.steps})\n")
+    print(f"one step: {step_ms:.1f} ms ({args.threads} thread(s), mean of {args.steps}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)\n")
 
     ops = per_op_times(step)
     print("| op | phase | first input | ms per step |\n|---|---|---|---:|")
