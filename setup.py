@@ -12,7 +12,8 @@ setup(
     package_dir={"minigrad._cuda": "kernels"},
     # The CPU emulator of the kernels (minigrad/emulator) compiles them against its header.
     package_data={"minigrad._cuda": ["*.cu"], "minigrad.emulator": ["*.h", "*.cu"]},
-    install_requires=["numpy>=1.24"],
+    # threadpoolctl: limits the BLAS threads after NumPy has loaded (minigrad/threads.py).
+    install_requires=["numpy>=1.24", "threadpoolctl>=3.1"],
     extras_require={
         "gpu": ["cupy-cuda13x"],
         "gpu-cuda12": ["cupy-cuda12x"],

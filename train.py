@@ -470,11 +470,13 @@ def run_training(arguments):
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and mg.cuda_is_available()) else "cpu"
     dist.init(device=device)
     rank, world_size = dist.get_rank(), dist.get_world_size()
+    threads = mg.threads.apply(local_size=dist.get_local_size())  # no oversubscription under mpirun
     state = start_up(args, rank, world_size)
     run = build(args, device, rank, world_size, state)
     run.say(f"minigrad {mg.__version__}: {args.model} on Fashion-MNIST ({len(run.train_set)} train, "
             f"{len(run.test_set)} test), {device}, {world_size} rank(s), batch {args.batch_size} "
-            f"({run.per_rank_batch} per rank), {args.optimizer} lr {args.lr}, schedule {args.schedule}")
+            f"({run.per_rank_batch} per rank), {args.optimizer} lr {args.lr}, schedule {args.schedule}, "
+            f"{threads.threads} thread(s) per rank")
     with (open(args.log, "a") if (args.log and run.main_process) else contextlib.nullcontext()) as log:
         return train_epochs(run, log, stop)
 

@@ -3,7 +3,9 @@
 Each step is forward, cross-entropy, backward and an SGD update (momentum 0.9)
 with the same weights, batch and thread count in both frameworks. Reported:
 the median step time over many steps, and the ratio minigrad / PyTorch
-(below 1 means minigrad is faster). A hand-written NumPy forward/backward of
+(below 1 means minigrad is faster). train.py's default CNN is timed in
+interleaved rounds (minigrad, then PyTorch, --rounds times), with the median
+of the rounds' ratios and the ratio of CPU times next to the wall times. A hand-written NumPy forward/backward of
 the MLP shows what the arithmetic alone costs, so the difference is the
 engine's own overhead. The per-op overhead of a tiny elementwise op is timed
 too.
@@ -25,6 +27,8 @@ from pathlib import Path
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--threads", type=int, default=1, help="threads for NumPy's BLAS and PyTorch (default 1)")
 parser.add_argument("--steps", type=int, default=60, help="timed steps per model and framework")
+parser.add_argument("--rounds", type=int, default=9,
+                    help="default CNN: rounds of minigrad then PyTorch, each round a few steps (default 9)")
 parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "cpu.json"))
 args = parser.parse_args()
 # The BLAS reads its thread count when it loads, so set it before numpy is imported.
@@ -53,6 +57,29 @@ def median_ms(step, repeats):
         step()
         times.append(time.perf_counter() - start)
     return 1e3 * float(np.median(times))
+
+
+def interleaved_ms(ours, theirs, rounds, steps_per_round=3):
+    """Two step functions timed in alternation, so that both see the same machine load.
+
+    Returns the median wall ms per step of each, the median of the per-round
+    wall ratios ours / theirs, and the ratio of median CPU times (process_time:
+    the work done, which other processes on a shared machine do not inflate;
+    comparable at 1 thread, where neither framework spins threads)."""
+    for _ in range(3):
+        ours()
+        theirs()
+    walls, cpus = ([], []), ([], [])
+    for _ in range(rounds):
+        for step, wall_times, cpu_times in zip((ours, theirs), walls, cpus):
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(steps_per_round):
+                step()
+            wall_times.append((time.perf_counter() - wall) / steps_per_round)
+            cpu_times.append((time.process_time() - cpu) / steps_per_round)
+    ratio = float(np.median(np.array(walls[0]) / np.array(walls[1])))
+    return (1e3 * float(np.median(walls[0])), 1e3 * float(np.median(walls[1])), ratio,
+            float(np.median(cpus[0]) / np.median(cpus[1])))
 
 
 def paired(ours, theirs):
@@ -122,6 +149,14 @@ def cnn_models():
                                               torch.nn.Flatten(), torch.nn.Linear(16 * 7 * 7, 10)))
 
 
+def torch_default_cnn():
+    """train.py's default CNN (minigrad.models.cnn) in PyTorch, layer for layer."""
+    t = torch.nn
+    return t.Sequential(t.Conv2d(1, 32, 3, padding=1, bias=False), t.BatchNorm2d(32), t.ReLU(), t.MaxPool2d(2),
+                        t.Conv2d(32, 64, 3, padding=1, bias=False), t.BatchNorm2d(64), t.ReLU(), t.MaxPool2d(2),
+                        t.Flatten(), t.Linear(64 * 7 * 7, 128), t.ReLU(), t.Dropout(0.25), t.Linear(128, 10))
+
+
 def op_overhead():
     """Time per tiny op: the fixed cost of building and running one graph node."""
     a = mg.tensor(np.ones(4, dtype=np.float32), requires_grad=True)
@@ -159,6 +194,13 @@ def main():
            "pytorch": median_ms(torch_step(torch_cnn, images, y), args.steps // 2)}
     rows.append(("CNN conv8-pool-conv16-pool-fc, batch 128", cnn))
 
+    our_default, torch_default = paired(mg.models.cnn, torch_default_cnn)
+    ours_ms, theirs_ms, ratio, cpu_ratio = interleaved_ms(minigrad_step(our_default, images, y),
+                                                          torch_step(torch_default, images, y), args.rounds)
+    rows.append(("default CNN of train.py (conv32-BN-pool, conv64-BN-pool, fc128, dropout), batch 128",
+                 {"minigrad": ours_ms, "pytorch": theirs_ms, "median_ratio_of_rounds": ratio,
+                  "cpu_time_ratio": cpu_ratio}))
+
     ours_us, theirs_us = op_overhead()
     overhead = {"minigrad": ours_us, "pytorch": theirs_us}
 
@@ -169,6 +211,8 @@ def main():
         hand = f"{row['numpy_by_hand']:.3f}" if "numpy_by_hand" in row else ""
         print(f"| {name} | {row['minigrad']:.3f} | {row['pytorch']:.3f} | {row['minigrad'] / row['pytorch']:.2f} | {hand} |")
     print(f"| tiny elementwise op (us per op, forward) | {ours_us:.2f} | {theirs_us:.2f} | {ours_us / theirs_us:.2f} | |")
+    print(f"(default CNN: median of the {args.rounds} interleaved rounds' ratios {ratio:.2f}, "
+          f"ratio of CPU times {cpu_ratio:.2f})")
 
     try:
         from threadpoolctl import threadpool_info
@@ -181,6 +225,8 @@ def main():
         "date": time.strftime("%Y-%m-%d"),
         "cpu": cpu_name(),
         "threads": args.threads,
+        # other processes' load on this machine (1, 5, 15-minute averages): a shared machine inflates the times
+        "load_average": os.getloadavg(),
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
                      "minigrad": mg.__version__},
         "blas": blas,

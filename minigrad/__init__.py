@@ -7,7 +7,7 @@
 import numpy
 
 from . import operators, autograd  # noqa: I001  (first: they attach the ops and backward to Tensor)
-from . import backend, data, debug, distributed, models, nn, optim, prune, viz
+from . import backend, data, debug, distributed, models, nn, optim, prune, threads, viz
 from .autograd import grad
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .nn import functional
@@ -17,6 +17,7 @@ from .serialization import load, save
 from .function import Function
 from .mode import enable_grad, is_grad_enabled, no_grad
 from .tensor import Tensor, tensor
+from .threads import get_num_threads, set_num_threads
 
 float32 = numpy.float32
 float64 = numpy.float64
@@ -29,6 +30,6 @@ def cuda_is_available():
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed",
            "grad", "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "cat", "stack", "nn", "functional",
-           "ops", "backend", "data", "debug", "distributed", "models", "optim", "prune", "viz",
-           "cuda_is_available"]
+           "ops", "backend", "data", "debug", "distributed", "models", "optim", "prune", "threads", "viz",
+           "get_num_threads", "set_num_threads", "cuda_is_available"]
 __version__ = "0.1.0"

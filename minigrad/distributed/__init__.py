@@ -22,11 +22,11 @@ from .collectives import all_reduce_mean, all_reduce_sum, allgather_object, broa
 from .data_parallel import (DistributedDataParallel, allreduce_gradients, broadcast_optimizer_state,
                             broadcast_parameters, check_model_consistency)
 from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
-from .world import (abort, barrier, find_mpiexec, first_difference, first_problem, get_local_rank, get_rank,
-                    get_world_size, init, is_initialized, is_main_process)
+from .world import (abort, barrier, find_mpiexec, first_difference, first_problem, get_local_rank, get_local_size,
+                    get_rank, get_world_size, init, is_initialized, is_main_process)
 
-__all__ = ["init", "is_initialized", "get_rank", "get_world_size", "get_local_rank", "is_main_process",
-           "abort", "first_problem", "first_difference", "barrier", "broadcast_parameters",
+__all__ = ["init", "is_initialized", "get_rank", "get_world_size", "get_local_rank", "get_local_size",
+           "is_main_process", "abort", "first_problem", "first_difference", "barrier", "broadcast_parameters",
            "broadcast_optimizer_state", "check_model_consistency",
            "allreduce_gradients", "DistributedDataParallel", "all_reduce_mean", "all_reduce_sum",
            "broadcast_object", "allgather_object", "find_mpiexec", "SyncBatchNorm",

@@ -190,6 +190,11 @@ def get_local_rank():
     return get_world().local_rank
 
 
+def get_local_size():
+    """How many processes of the job run on this machine (they share its cores)."""
+    return get_world().local_size
+
+
 def is_main_process():
     """True on rank 0: the one process that prints, writes logs and saves checkpoints."""
     return get_world().rank == 0

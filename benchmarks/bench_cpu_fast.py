@@ -1,0 +1,151 @@
+"""The fast CPU steps of minigrad/nn/cpu_fast.py against their NumPy twins, on the default CNN's shapes.
+
+Batch 128, float32: BatchNorm and max-pool on (128, 32, 28, 28) and (128, 64, 14, 14), the
+second convolution (32 -> 64 channels, 3x3, padding 1). Each pair is timed in
+alternation (median of --rounds rounds, so both see the same machine load) at
+1 and 2 threads (minigrad's pool and the BLAS, through mg.set_num_threads).
+
+    python benchmarks/bench_cpu_fast.py
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--rounds", type=int, default=21)
+parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "cpu_fast.json"))
+args = parser.parse_args()
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import minigrad as mg  # noqa: E402
+import minigrad.nn.functional as F  # noqa: E402
+from benchmarks.machine import cpu_name  # noqa: E402
+from minigrad.nn import batchnorm, cpu_fast  # noqa: E402
+
+
+def interleaved_ms(reference, fast, rounds):
+    """Wall and CPU ms of each, timed in alternation: median and minimum of each.
+
+    On a shared machine the minimum wall time is the one with the least
+    interference, and the CPU time (time.process_time, all threads) is the work
+    done, which a descheduled process does not inflate; the median wall time
+    is what a loaded machine gives.
+    """
+    for _ in range(2):
+        reference()
+        fast()
+    times = ([], [])
+    for _ in range(rounds):
+        for function, kept in zip((reference, fast), times):
+            wall, cpu = time.perf_counter(), time.process_time()
+            function()
+            kept.append((1e3 * (time.perf_counter() - wall), 1e3 * (time.process_time() - cpu)))
+    return {name: {"median": float(np.median([w for w, _ in kept])), "min": float(min(w for w, _ in kept)),
+                   "cpu_median": float(np.median([c for _, c in kept]))}
+            for name, kept in zip(("numpy_twin", "fast"), times)}
+
+
+def batch_norm_cases(rng, shape):
+    x = rng.standard_normal(shape, dtype=np.float32)
+    dy = rng.standard_normal(shape, dtype=np.float32)
+    count, mean, invstd = batchnorm.training_statistics(x, None, None, 0.1, 1e-5)
+    weight, bias = np.ones(shape[1], np.float32), np.zeros(shape[1], np.float32)
+    sums = batchnorm.gradient_sums(dy, x, mean, invstd)
+    normalize = (x, mean, invstd, weight, bias)
+    gradient = (dy, x, mean, invstd, weight, *sums, count[0], True)
+    return {f"BatchNorm batch_statistics {shape}": (lambda: batchnorm.batch_statistics(x),
+                                                    lambda: cpu_fast.batch_statistics(x)),
+            f"BatchNorm normalize {shape}": (lambda: batchnorm.normalize(*normalize),
+                                             lambda: cpu_fast.normalize(*normalize)),
+            f"BatchNorm gradient_sums {shape}": (lambda: batchnorm.gradient_sums(dy, x, mean, invstd),
+                                                 lambda: cpu_fast.gradient_sums(dy, x, mean, invstd)),
+            f"BatchNorm input_gradient {shape}": (lambda: batchnorm.input_gradient(*gradient),
+                                                  lambda: cpu_fast.input_gradient(*gradient))}
+
+
+def max_pool_cases(rng, shape):
+    x = np.maximum(rng.standard_normal(shape, dtype=np.float32), 0)
+    pool = F.MaxPool2d()
+    options = dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))
+    best = pool.forward(x, **options)
+    grad = rng.standard_normal(best.shape, dtype=np.float32)
+    winner = pool.winner
+    relu = mg.ops.ReLU()
+    relu.forward(x)
+    return {f"ReLU forward {shape}": (lambda: relu.forward(x), lambda: cpu_fast.relu_forward(x)),
+            f"ReLU backward {shape}": (lambda: relu.backward(x), lambda: cpu_fast.relu_backward(x, relu.positive)),
+            f"max_pool2d forward {shape}": (lambda: pool.forward(x, **options),
+                                            lambda: cpu_fast.max_pool2d_forward(x, (2, 2), (2, 2))),
+            f"max_pool2d backward {shape}": (lambda: pool.backward(grad),
+                                             lambda: cpu_fast.max_pool2d_backward(grad, winner, shape, (2, 2), (2, 2)))}
+
+
+def conv_cases(rng, shape=(128, 32, 14, 14), out_channels=64):
+    """The default CNN's second convolution, forward and backward, GEMMs included (the fast path's
+    GEMMs are Wp / OW = 16/14 wider, so they must be part of the comparison)."""
+    x = rng.standard_normal(shape, dtype=np.float32)
+    weight = rng.standard_normal((out_channels, shape[1], 3, 3), dtype=np.float32)
+    grad = rng.standard_normal((shape[0], out_channels, 14, 14), dtype=np.float32)
+    conv = F.Conv2d()
+    options = dict(stride=(1, 1), padding=(1, 1))
+    conv.forward(x, weight, **options)
+    _, cols = cpu_fast.conv2d_forward(x, weight, None, (1, 1))
+
+    def twin_gradient(needs):
+        def run():
+            conv.needs_input_grad = needs
+            return conv.backward(grad)
+        return run
+
+    return {f"conv2d forward {shape} -> {out_channels} channels, 3x3, padding 1": (
+                lambda: conv.forward(x, weight, **options), lambda: cpu_fast.conv2d_forward(x, weight, None, (1, 1))),
+            "conv2d input gradient of the same": (
+                twin_gradient((True, False)), lambda: cpu_fast.conv2d_input_grad(grad, weight, shape, (1, 1))),
+            "conv2d weight gradient of the same": (
+                twin_gradient((False, True)), lambda: cpu_fast.conv2d_weight_grad(x, grad, weight.shape, (1, 1), cols))}
+
+
+def main():
+    rng = np.random.default_rng(0)
+    cases = {}
+    for shape in ((128, 32, 28, 28), (128, 64, 14, 14)):
+        cases.update(batch_norm_cases(rng, shape))
+        cases.update(max_pool_cases(rng, shape))
+    cases.update(conv_cases(rng))
+    rows = {}
+    for threads in (1, 2):
+        mg.set_num_threads(threads)
+        for name, (reference, fast) in cases.items():
+            rows.setdefault(name, {})[threads] = interleaved_ms(reference, fast, args.rounds)
+    print(f"\nCPU: {cpu_name()}; {args.rounds} interleaved rounds; wall ms per call, median (minimum); "
+          f"at 1 thread also the speed-up in CPU time (medians)")
+    print("| step | twin, 1 thread | fast, 1 thread | speed-up | in CPU time "
+          "| twin, 2 threads | fast, 2 threads | speed-up |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, by_threads in rows.items():
+        cells = []
+        for row in (by_threads[1], by_threads[2]):
+            twin, fast = row["numpy_twin"], row["fast"]
+            cells.append(f"{twin['median']:.2f} ({twin['min']:.2f}) | {fast['median']:.2f} ({fast['min']:.2f}) | "
+                         f"{twin['median'] / fast['median']:.2f}x ({twin['min'] / fast['min']:.2f}x)")
+            if row is by_threads[1]:
+                cells.append(f"{twin['cpu_median'] / fast['cpu_median']:.2f}x")
+        print(f"| {name} | {' | '.join(cells)} |")
+    result = {"benchmark": "fast CPU steps against their NumPy twins", "date": time.strftime("%Y-%m-%d"),
+              "cpu": cpu_name(), "rounds": args.rounds, "numpy": np.__version__,
+              "load_average": os.getloadavg(),  # other processes' load: a shared machine inflates wall times
+              "ms_per_call": {name: {f"{threads}_threads": row for threads, row in by_threads.items()}
+                              for name, by_threads in rows.items()}}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

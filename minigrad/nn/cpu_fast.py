@@ -1,0 +1,337 @@
+"""Fast CPU versions of the convolution, pooling and BatchNorm steps, for NumPy arrays.
+
+Each function takes the same arguments and returns the same values as a NumPy
+twin that reads like the formula (named in its docstring, in functional.py or
+batchnorm.py); the twin stays the reference and tests/test_cpu_fast.py
+compares them. Two things make these faster:
+
+- fewer passes over memory: a per-channel affine step ``a * u + b * v + c``
+  is one fused chunk loop instead of a chain of whole-batch temporaries, and
+  each chunk's temporaries stay in the cache;
+- longer inner loops: a stride-1 convolution works on "wide rows" (below), so
+  im2col and its adjoint copy and add slices of a whole plane, not rows of 14;
+- the passes are cut into chunks along the batch or channel axis and run on
+  the thread pool of minigrad/parallel.py (NumPy releases the GIL inside them).
+
+Chunks of CHUNK_BYTES keep each chunk's temporaries in the cache.
+"""
+import numpy as np
+
+from ..parallel import for_each_chunk
+from .batchnorm import merge_statistics
+
+CHUNK_BYTES = 1 << 18  # 256 KiB: a chunk's temporaries stay in L2
+
+
+def _cache_chunks(array):
+    """How many chunks of ``array`` make each about CHUNK_BYTES."""
+    return -(-array.nbytes // CHUNK_BYTES)
+
+
+def _broadcastable(values, ndim):
+    """(C,) -> (1, C, 1, ...) for an ndim-D (N, C, ...) array."""
+    return values.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _partial_sums(array, function):
+    """``function(start, stop)`` gives a tuple of (C,) sums over one batch chunk; the tuple of their
+    (P, C) stacks, chunks in batch order (so the result depends only on the chunking)."""
+    partials = {}
+
+    def chunk(start, stop):
+        partials[start] = function(start, stop)
+
+    for_each_chunk(len(array), chunk, min_chunks=_cache_chunks(array))
+    in_order = [partials[start] for start in sorted(partials)]
+    return [np.stack(values) for values in zip(*in_order)]
+
+
+def _combine(terms, constant=None):
+    """out = sum of (array - center) * coefficient over ``terms`` + constant, per channel.
+
+    terms: (array (N, C, ...), center (C,) or None, coefficient (C,)) triples; constant (C,) or None.
+    One loop over cache-sized batch chunks does every term, so the temporaries never leave the
+    cache; centering before scaling keeps the twin's accuracy when |mean| >> std.
+    """
+    first = terms[0][0]
+    out = np.empty_like(first)
+
+    def per_channel(values):
+        return None if values is None else _broadcastable(np.asarray(values, dtype=first.dtype), first.ndim)
+
+    terms = [(array, per_channel(center), per_channel(coefficient)) for array, center, coefficient in terms]
+    constant = per_channel(constant)
+
+    def chunk(start, stop):
+        part = out[start:stop]
+        for index, (array, center, coefficient) in enumerate(terms):
+            target = part if index == 0 else np.empty_like(part)
+            if center is None:
+                np.multiply(array[start:stop], coefficient, out=target)
+            else:
+                np.subtract(array[start:stop], center, out=target)
+                target *= coefficient
+            if index > 0:
+                part += target
+        if constant is not None:
+            part += constant
+
+    for_each_chunk(len(first), chunk, min_chunks=_cache_chunks(first))
+    return out
+
+
+def batch_statistics(x):
+    """batchnorm.batch_statistics: per-channel (count, mean, M2), each (C,).
+
+    Each batch chunk's (count, mean, M2) is computed while the chunk is in cache
+    (the twin makes two passes over the whole batch and a whole-batch centered
+    copy), and the chunks are merged with Chan's formula (batchnorm.merge_statistics).
+    """
+    values = x.reshape(x.shape[0], x.shape[1], -1)
+
+    def chunk(start, stop):
+        part = values[start:stop]
+        count = part.shape[0] * part.shape[2]
+        mean = part.sum(axis=0).sum(axis=1) / count
+        centered = part - mean[:, None]
+        return np.full(mean.shape, count, dtype=mean.dtype), mean, np.einsum("ncs,ncs->c", centered, centered)
+
+    return merge_statistics(*_partial_sums(values, chunk))
+
+
+def gradient_sums(grad_output, x, mean, invstd):
+    """batchnorm.gradient_sums: per-channel (sum dy, sum dy * xhat), each (C,), summed chunk by chunk
+    with each chunk's centered x in cache."""
+    values, grads = x.reshape(x.shape[0], x.shape[1], -1), grad_output.reshape(x.shape[0], x.shape[1], -1)
+
+    def chunk(start, stop):
+        dy = grads[start:stop]
+        return dy.sum(axis=0).sum(axis=1), np.einsum("ncs,ncs->c", dy, values[start:stop] - mean[:, None])
+
+    sum_dy, sum_dy_centered = _partial_sums(values, chunk)
+    return sum_dy.sum(axis=0), sum_dy_centered.sum(axis=0) * invstd
+
+
+def normalize(x, mean, invstd, weight, bias):
+    """batchnorm.normalize: y = (x - mean) * (invstd * weight) + bias per channel, in one chunked pass."""
+    scale = invstd if weight is None else invstd * weight
+    return _combine([(x, mean, scale)], bias)
+
+
+def input_gradient(grad_output, x, mean, invstd, weight, sum_dy, sum_dy_xhat, count, training):
+    """batchnorm.input_gradient, rewritten per channel as dx = a * dy + b * (x - mean) + c.
+
+    With scale = weight * invstd and xhat = (x - mean) * invstd:
+    dx = scale * (dy - sum_dy / M - xhat * sum_dy_xhat / M), so
+    a = scale, b = -scale * invstd * sum_dy_xhat / M, c = -scale * sum_dy / M: one chunked pass
+    where the twin makes six whole-batch passes and three temporaries.
+    """
+    scale = invstd if weight is None else invstd * weight
+    if not training:
+        return _combine([(grad_output, None, scale)]).astype(x.dtype, copy=False)
+    slope = -scale * invstd * sum_dy_xhat / count
+    return _combine([(grad_output, None, scale), (x, mean, slope)], -scale * sum_dy / count).astype(x.dtype, copy=False)
+
+
+def _offsets(kernel, stride, out_size):
+    """(i, j, rows, columns) for each kernel offset: the strided slices of the padded input it reads."""
+    (kh, kw), (sh, sw), (out_h, out_w) = kernel, stride, out_size
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, slice(i, i + sh * (out_h - 1) + 1, sh), slice(j, j + sw * (out_w - 1) + 1, sw)
+
+
+def _channel_chunks(n, plane, itemsize):
+    """Channel chunks whose (chunk, N, plane) scratch is about CHUNK_BYTES."""
+    return -(-n * plane * itemsize // CHUNK_BYTES)
+
+
+# ----- stride-1 convolution on "wide rows" ------------------------------------------------
+# Flatten each zero-padded (Hp, Wp) plane into one row. For a stride-1 kernel offset (i, j),
+# output pixel (oh, ow) reads flat position (i * Wp + j) + (oh * Wp + ow): the same contiguous
+# slice of OH * Wp values for every pixel of the plane, if each output row is Wp wide instead
+# of OW. The last Wp - OW columns of such a row are junk (they wrap into the next row): the
+# GEMM carries them, the output drops them, and the gradient sets them to zero, so their
+# contributions to the weight gradient and to the fold vanish. im2col and col2im then copy or
+# add slices of about OH * Wp values at a time (NumPy's inner loop ran on rows of OW, 14 values
+# in the default CNN's second layer), for a GEMM Wp / OW larger (16/14 there).
+def _wide_geometry(input_shape, kernel, padding):
+    n, c, h, w = input_shape
+    height, width = h + 2 * padding[0], w + 2 * padding[1]
+    out_h, out_w = height - kernel[0] + 1, width - kernel[1] + 1
+    # kernel[1] - 1 spare values after the last plane's row keep the largest offset's slice in bounds
+    return height, width, out_h, out_w, height * width + kernel[1] - 1
+
+
+def _offset_slices(kernel, width, out_h):
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            yield i, j, slice(i * width + j, i * width + j + out_h * width)
+
+
+def im2col_wide(x, kernel, padding):
+    """Columns for a stride-1 convolution, (C * KH * KW, N * OH * Wp), rows (c, i, j), columns
+    (n, oh, q) with q < OW the output pixels and q >= OW junk. Channel chunks (padded in a scratch
+    that stays in cache) are split over the threads."""
+    n, c, h, w = x.shape
+    ph, pw = padding
+    height, width, out_h, _, flat = _wide_geometry(x.shape, kernel, padding)
+    cols = np.empty((c, kernel[0], kernel[1], n, out_h * width), dtype=x.dtype)
+
+    def chunk(start, stop):
+        padded = np.zeros((stop - start, n, flat), dtype=x.dtype)
+        plane = padded[:, :, :height * width].reshape(stop - start, n, height, width)
+        plane[:, :, ph:ph + h, pw:pw + w] = x[:, start:stop].transpose(1, 0, 2, 3)
+        for i, j, where in _offset_slices(kernel, width, out_h):
+            cols[start:stop, i, j] = padded[:, :, where]
+
+    for_each_chunk(c, chunk, min_chunks=_channel_chunks(n, flat, x.itemsize))
+    return cols.reshape(c * kernel[0] * kernel[1], n * out_h * width)
+
+
+def nchw_from_channel_major(values):
+    """(C, N, H, W), any strides -> a contiguous (N, C, H, W) copy, split over the batch."""
+    c, n = values.shape[:2]
+    out = np.empty((n, c) + values.shape[2:], dtype=values.dtype)
+    source = values.transpose(1, 0, 2, 3)
+
+    def chunk(start, stop):
+        out[start:stop] = source[start:stop]
+
+    for_each_chunk(n, chunk)
+    return out
+
+
+def wide_from_nchw(grad, width):
+    """grad (N, O, OH, OW) -> (O, N * OH * width) with zeros in the junk columns q >= OW."""
+    n, o, out_h, out_w = grad.shape
+    out = np.empty((o, n, out_h, width), dtype=grad.dtype)
+
+    def chunk(start, stop):
+        out[start:stop, :, :, out_w:] = 0
+        out[start:stop, :, :, :out_w] = grad[:, start:stop].transpose(1, 0, 2, 3)
+
+    for_each_chunk(o, chunk)
+    return out.reshape(o, n * out_h * width)
+
+
+def col2im_wide(grad_cols, input_shape, kernel, padding):
+    """The input gradient (N, C, H, W) of a stride-1 convolution from ``grad_cols`` = W^T @ g_wide,
+    (C * KH * KW, N * OH * Wp) with zero junk columns: every slice added back where im2col_wide
+    read it, into a cache-sized channel chunk that goes straight to its place in the output."""
+    n, c, h, w = input_shape
+    ph, pw = padding
+    height, width, out_h, _, flat = _wide_geometry(input_shape, kernel, padding)
+    cols = grad_cols.reshape(c, kernel[0], kernel[1], n, out_h * width)
+    out = np.empty(input_shape, dtype=grad_cols.dtype)
+
+    def chunk(start, stop):
+        folded = np.zeros((stop - start, n, flat), dtype=grad_cols.dtype)
+        for i, j, where in _offset_slices(kernel, width, out_h):
+            folded[:, :, where] += cols[start:stop, i, j]
+        plane = folded[:, :, :height * width].reshape(stop - start, n, height, width)
+        out[:, start:stop] = plane[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
+
+    for_each_chunk(c, chunk, min_chunks=_channel_chunks(n, flat, grad_cols.itemsize))
+    return out
+
+
+def conv2d_forward(x, weight, bias, padding):
+    """functional.Conv2d.forward for stride 1: (out (N, O, OH, OW), cols_wide for the backward)."""
+    out_channels, n = weight.shape[0], x.shape[0]
+    _, width, out_h, out_w, _ = _wide_geometry(x.shape, weight.shape[2:], padding)
+    cols = im2col_wide(x, weight.shape[2:], padding)
+    out = (weight.reshape(out_channels, -1) @ cols).reshape(out_channels, n, out_h, width)
+    out = nchw_from_channel_major(out[:, :, :, :out_w])
+    if bias is not None:
+        out += bias.reshape(1, -1, 1, 1)
+    return out, cols
+
+
+def conv2d_input_grad(grad, weight, input_shape, padding):
+    """The input gradient (N, C, H, W) of a stride-1 conv2d: W^T @ g on wide rows, then col2im_wide."""
+    out_channels = weight.shape[0]
+    width = input_shape[3] + 2 * padding[1]
+    grad_cols = weight.reshape(out_channels, -1).T @ wide_from_nchw(grad, width)
+    return col2im_wide(grad_cols, input_shape, weight.shape[2:], padding)
+
+
+def conv2d_weight_grad(x, grad, weight_shape, padding, cols=None):
+    """The weight gradient (O, C, KH, KW) of a stride-1 conv2d; ``cols``: conv2d_forward's wide
+    columns of x, when the caller has them. The junk columns meet zeros in the wide gradient."""
+    if cols is None:
+        cols = im2col_wide(x, weight_shape[2:], padding)
+    width = x.shape[3] + 2 * padding[1]
+    return (cols @ wide_from_nchw(grad, width).T).T.reshape(weight_shape)
+
+
+def max_pool2d_forward(x, kernel_size, stride):
+    """functional.MaxPool2d.forward without padding: (best, winner), winner the int16 offset
+    i * KW + j of each window's first maximum; the batch is split over the threads."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw) = kernel_size, stride
+    out_h, out_w = (h - kh) // sh + 1, (w - kw) // sw + 1
+    best = np.empty((n, c, out_h, out_w), dtype=x.dtype)
+    winner = np.empty((n, c, out_h, out_w), dtype=np.int16)
+
+    def chunk(start, stop):
+        block, top, choice = x[start:stop], best[start:stop], winner[start:stop]
+        for i, j, rows, columns in _offsets(kernel_size, stride, (out_h, out_w)):
+            candidate = block[:, :, rows, columns]
+            if i == j == 0:
+                top[...], choice[...] = candidate, 0
+                continue
+            better = candidate > top  # strictly: the first maximum keeps the gradient
+            np.maximum(top, candidate, out=top)
+            # offsets increase, so the last strict improvement is the largest: a maximum
+            np.maximum(choice, better * np.int16(i * kw + j), out=choice)
+
+    for_each_chunk(n, chunk, min_chunks=_cache_chunks(x))
+    return best, winner
+
+
+def max_pool2d_backward(grad, winner, input_shape, kernel_size, stride):
+    """functional.MaxPool2d.backward without padding: each window's gradient to its winner; the
+    batch is split over the threads. Inputs that no window reads get 0."""
+    (kh, kw), (sh, sw) = kernel_size, stride
+    out_h, out_w = grad.shape[2:]
+    overlapping = sh < kh or sw < kw
+    # windows that tile the input exactly write every element: no zeros needed
+    covered = (sh, sw) == (kh, kw) and kh * out_h == input_shape[2] and kw * out_w == input_shape[3]
+    out = (np.empty if covered else np.zeros)(input_shape, dtype=grad.dtype)
+
+    def chunk(start, stop):
+        g, choice, target = grad[start:stop], winner[start:stop], out[start:stop]
+        for i, j, rows, columns in _offsets(kernel_size, stride, (out_h, out_w)):
+            chosen = choice == i * kw + j
+            if overlapping:
+                target[:, :, rows, columns] += g * chosen
+            else:  # each input is in one window: write, no add
+                np.multiply(g, chosen, out=target[:, :, rows, columns])
+
+    for_each_chunk(len(grad), chunk, min_chunks=_cache_chunks(grad))
+    return out
+
+
+def relu_forward(a):
+    """ops.ReLU.forward: (a * (a > 0), the mask a > 0), both made chunk by chunk while the chunk is
+    in cache; the batch is split over the threads. The same operations as the twin, so the same bits."""
+    out, positive = np.empty_like(a), np.empty(a.shape, dtype=bool)
+
+    def chunk(start, stop):
+        np.greater(a[start:stop], 0, out=positive[start:stop])
+        np.multiply(a[start:stop], positive[start:stop], out=out[start:stop])
+
+    for_each_chunk(len(a), chunk, min_chunks=_cache_chunks(a))
+    return out, positive
+
+
+def relu_backward(grad, positive):
+    """ops.ReLU.backward: grad * positive, split over the threads."""
+    out = np.empty_like(grad)
+
+    def chunk(start, stop):
+        np.multiply(grad[start:stop], positive[start:stop], out=out[start:stop])
+
+    for_each_chunk(len(grad), chunk, min_chunks=_cache_chunks(grad))
+    return out

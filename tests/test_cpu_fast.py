@@ -1,0 +1,181 @@
+"""The fast CPU steps (minigrad/nn/cpu_fast.py) against their NumPy twins, at 1 and 2 threads.
+
+Copies (im2col, max-pool) must match exactly; the fused BatchNorm steps and the
+folded convolution gradient reorder float32 sums and products, so they are
+compared with rtol 1e-4 and an atol of 1e-5 of the values' scale.
+"""
+import threading
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+import minigrad.nn.functional as F
+from minigrad.nn import batchnorm, cpu_fast
+from minigrad import parallel
+
+
+@pytest.fixture(params=[1, 2], ids=["1 thread", "2 threads"])
+def threads(request):
+    before = mg.get_num_threads()
+    mg.set_num_threads(request.param)
+    yield request.param
+    mg.set_num_threads(before)
+
+
+def close(fast, reference):
+    scale = float(np.abs(reference).max()) or 1.0
+    np.testing.assert_allclose(fast, reference, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_chunks_cover_the_range_once():
+    assert parallel.chunk_bounds(10, 3) == [(0, 4), (4, 7), (7, 10)]
+    assert parallel.chunk_bounds(2, 5) == [(0, 1), (1, 2)]
+    seen = np.zeros(1000, dtype=int)
+
+    def mark(start, stop):
+        seen[start:stop] += 1
+    parallel.for_each_chunk(1000, mark, threads=2, min_chunks=7)
+    assert (seen == 1).all()
+
+
+def test_a_chunk_may_split_its_own_work_without_deadlock():
+    seen = np.zeros((8, 100), dtype=int)
+
+    def outer(start, stop):
+        for row in range(start, stop):
+            def inner(first, last, row=row):
+                seen[row, first:last] += 1
+            parallel.for_each_chunk(100, inner, threads=2)
+
+    # a deadlock would hang: run the job in a daemon thread and give it 30 s
+    job = threading.Thread(target=parallel.for_each_chunk, args=(8, outer), kwargs={"threads": 2}, daemon=True)
+    job.start()
+    job.join(timeout=30)
+    assert not job.is_alive(), "for_each_chunk inside a chunk hung"
+    assert (seen == 1).all()
+
+
+def test_a_chunks_exception_reaches_the_caller():
+    def fail(start, stop):
+        if start > 0:
+            raise RuntimeError(f"chunk {start}")
+    with pytest.raises(RuntimeError, match="chunk"):
+        parallel.for_each_chunk(10, fail, threads=2)
+
+
+def batch_norm_inputs(shape=(16, 8, 10, 10), seed=0, offset=1.0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 3 + offset).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    count, mean, invstd = batchnorm.training_statistics(x, None, None, 0.1, 1e-5)
+    weight = rng.standard_normal(shape[1]).astype(np.float32)
+    bias = rng.standard_normal(shape[1]).astype(np.float32)
+    return x, dy, count[0], mean, invstd, weight, bias
+
+
+@pytest.mark.parametrize("shape", [(16, 8, 10, 10), (64, 5), (3, 2, 4, 4)])
+def test_batch_statistics_and_gradient_sums_match_the_twins(threads, shape):
+    x, dy, _, mean, invstd, _, _ = batch_norm_inputs(shape)
+    for fast, reference in zip(cpu_fast.batch_statistics(x), batchnorm.batch_statistics(x)):
+        close(fast, reference)
+    sums = zip(cpu_fast.gradient_sums(dy, x, mean, invstd), batchnorm.gradient_sums(dy, x, mean, invstd))
+    for fast, reference in sums:
+        close(fast, reference)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_normalize_matches_the_twin(threads, affine):
+    x, _, _, mean, invstd, weight, bias = batch_norm_inputs()
+    weight, bias = (weight, bias) if affine else (None, None)
+    fast = cpu_fast.normalize(x, mean, invstd, weight, bias)
+    assert fast.dtype == np.float32
+    close(fast, batchnorm.normalize(x, mean, invstd, weight, bias))
+
+
+def test_normalize_keeps_its_accuracy_when_the_mean_dwarfs_the_spread(threads):
+    x, _, _, mean, invstd, weight, bias = batch_norm_inputs(offset=3000.0)
+    close(cpu_fast.normalize(x, mean, invstd, weight, bias), batchnorm.normalize(x, mean, invstd, weight, bias))
+
+
+@pytest.mark.parametrize("offset", [1.0, 3000.0])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(16, 8, 10, 10), (64, 5)])
+def test_input_gradient_matches_the_twin(threads, training, shape, offset):
+    x, dy, count, mean, invstd, weight, _ = batch_norm_inputs(shape, offset=offset)
+    sum_dy, sum_dy_xhat = batchnorm.gradient_sums(dy, x, mean, invstd)
+    arguments = (dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, count, training)
+    fast = cpu_fast.input_gradient(*arguments)
+    assert fast.dtype == np.float32 and fast.shape == x.shape
+    close(fast, batchnorm.input_gradient(*arguments))
+
+
+CONV_CASES = [((4, 3, 9, 9), 5, 3, 1), ((2, 2, 8, 7), 3, 3, 0), ((3, 4, 6, 5), 2, 2, 2), ((2, 1, 6, 6), 4, 1, 0)]
+
+
+def gradients_through_the_engine(function, arrays, grad):
+    """function's output and the gradients of sum(output * grad) for each array, by minigrad's autograd."""
+    tensors = [mg.tensor(array, requires_grad=True) for array in arrays]
+    out = function(*tensors)
+    (out * mg.tensor(grad)).sum().backward()
+    return out.numpy(), [tensor.grad.numpy() for tensor in tensors]
+
+
+@pytest.mark.parametrize("shape, out_channels, kernel, padding", CONV_CASES)
+def test_wide_columns_hold_every_window(threads, shape, out_channels, kernel, padding):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    out_h, out_w = padded.shape[2] - kernel + 1, padded.shape[3] - kernel + 1
+    wide = cpu_fast.im2col_wide(x, (kernel, kernel), (padding, padding))
+    wide = wide.reshape(shape[1], kernel, kernel, shape[0], out_h, -1)
+    assert wide.shape[5] == padded.shape[3]
+    for i in range(kernel):
+        for j in range(kernel):  # column (n, oh, ow) of row (c, i, j) holds padded[n, c, oh + i, ow + j]
+            window = padded[:, :, i:i + out_h, j:j + out_w].transpose(1, 0, 2, 3)
+            np.testing.assert_array_equal(wide[:, i, j, :, :, :out_w], window)  # a copy: the same bits
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape, out_channels, kernel, padding", CONV_CASES)
+def test_conv2d_forward_and_gradients_match_the_engine(threads, shape, out_channels, kernel, padding, bias):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype(np.float32)
+    weight = rng.standard_normal((out_channels, shape[1], kernel, kernel)).astype(np.float32)
+    bias = rng.standard_normal(out_channels).astype(np.float32) if bias else None
+    out, cols = cpu_fast.conv2d_forward(x, weight, bias, (padding, padding))
+    grad = rng.standard_normal(out.shape).astype(np.float32)
+    expected, (grad_x, grad_weight) = gradients_through_the_engine(
+        lambda x, weight: F.conv2d(x, weight, None if bias is None else mg.tensor(bias), padding=padding),
+        [x, weight], grad)
+    assert out.flags.c_contiguous and out.dtype == np.float32
+    close(out, expected)
+    close(cpu_fast.conv2d_input_grad(grad, weight, shape, (padding, padding)), grad_x)
+    close(cpu_fast.conv2d_weight_grad(x, grad, weight.shape, (padding, padding), cols), grad_weight)
+    close(cpu_fast.conv2d_weight_grad(x, grad, weight.shape, (padding, padding)), grad_weight)
+
+
+@pytest.mark.parametrize("shape, kernel, stride", [((8, 6, 28, 28), 2, 2), ((3, 2, 7, 9), 3, 2), ((2, 3, 5, 5), 2, 1)])
+def test_max_pool_matches_the_engine_ties_included(threads, shape, kernel, stride):
+    rng = np.random.default_rng(3)
+    # rounded values after a ReLU: many windows tie (all zero), as in a real network; the
+    # gradient must go to each window's first maximum, as PyTorch's does
+    values = np.maximum(np.round(rng.standard_normal(shape)), 0).astype(np.float32)
+    best, winner = cpu_fast.max_pool2d_forward(values, (kernel, kernel), (stride, stride))
+    grad = rng.standard_normal(best.shape).astype(np.float32)
+    expected, (grad_x,) = gradients_through_the_engine(
+        lambda x: F.max_pool2d(x, kernel, stride), [values], grad)
+    np.testing.assert_array_equal(best, expected)
+    fast = cpu_fast.max_pool2d_backward(grad, winner, shape, (kernel, kernel), (stride, stride))
+    np.testing.assert_array_equal(fast, grad_x)
+
+
+def test_relu_gives_the_engines_bits(threads):
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((16, 8, 12, 12)).astype(np.float32)
+    grad = rng.standard_normal(a.shape).astype(np.float32)
+    expected, (grad_a,) = gradients_through_the_engine(F.relu, [a], grad)
+    out, positive = cpu_fast.relu_forward(a)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(expected))  # -0.0 where the engine has -0.0
+    np.testing.assert_array_equal(cpu_fast.relu_backward(grad, positive), grad_a)
