@@ -251,7 +251,7 @@ def test_a_host_array_never_reaches_a_kernel(monkeypatch, rng):
     with pytest.raises(TypeError, match=r"numpy.ndarray of shape \(3,\) \(float32\) cannot reach a kernel"):
         STEPS.training_statistics(x, vectors["running_mean"], vectors["running_var"], 0.1, 1e-5)
     assert batchnorm_cuda.device.launches == []
-    assert reference._steps_for(x, vectors["running_mean"]).name == "numpy"  # so the layer takes the twins
+    assert reference._steps_for(x, vectors["running_mean"]).name == "numpy-fast"  # so the layer stays on the CPU
     assert reference._steps_for(x, vectors["running_var"]).name == "cuda"
 
 
@@ -283,7 +283,8 @@ def test_the_backends_implement_the_declared_steps():
         assert isinstance(backend_steps, BatchNormSteps)
         for name in steps:
             assert getattr(type(backend_steps), name) is not getattr(BatchNormSteps, name), (backend_steps, name)
-    assert reference._steps_for(np.zeros((2, 3), dtype=np.float32)).name == "numpy"
+    assert reference._steps_for(np.zeros((2, 3), dtype=np.float32)).name == "numpy-fast"
+    assert reference._steps_for(np.zeros((2, 3), dtype=np.float16)).name == "numpy"  # any dtype: the twins
 
 
 def test_gpu_benchmark_runs_end_to_end_on_the_emulator(monkeypatch, tmp_path):

@@ -39,7 +39,8 @@ from ..function import Function
 from ..ops import BroadcastTo
 from ..tensor import Tensor
 from . import batchnorm_cuda
-from .batchnorm_steps import BatchNormSteps
+from . import cpu_fast
+from .batchnorm_steps import BatchNormSteps, merge_statistics  # noqa: F401  (Chan's formula, shared)
 from .module import Module, Parameter
 
 
@@ -76,19 +77,6 @@ def batch_statistics(x):
     centered = values - mean[:, None]
     m2 = _channel_dot(centered, centered)
     return xp.full(mean.shape, count, dtype=np.float64), mean, m2
-
-
-def merge_statistics(count, mean, m2):
-    """Chan's formula: merge partial statistics along axis 0, (P, C) each -> (C,) each.
-
-    M = sum M_p,  mean = sum M_p mean_p / M,  M2 = sum M2_p + sum M_p (mean_p - mean)^2.
-    The kernels merge the partials of a channel's chunks this way; SyncBatchNorm
-    merges the statistics gathered from every process with it.
-    """
-    total = count.sum(axis=0)
-    merged_mean = (count * mean).sum(axis=0) / total
-    merged_m2 = m2.sum(axis=0) + (count * (mean - merged_mean) ** 2).sum(axis=0)
-    return total, merged_mean, merged_m2
 
 
 def finalize_statistics(count, mean, m2, running_mean, running_var, momentum, eps):
@@ -176,13 +164,38 @@ class NumPySteps(BatchNormSteps):
         return True
 
 
+class FastCpuSteps(NumPySteps):
+    """The twins' results, within float rounding, in fewer passes over memory: the chunked,
+    threaded passes of minigrad/nn/cpu_fast.py (tests/test_cpu_fast.py compares them)."""
+
+    name = "numpy-fast"
+    finalize_statistics = staticmethod(finalize_statistics)
+    normalize = staticmethod(cpu_fast.normalize)
+    gradient_sums = staticmethod(cpu_fast.gradient_sums)
+    input_gradient = staticmethod(cpu_fast.input_gradient)
+
+    def training_statistics(self, x, running_mean, running_var, momentum, eps, combine=None):
+        count, mean, m2 = cpu_fast.batch_statistics(x)
+        if combine is not None:
+            count, mean, m2 = combine(count, mean, m2)
+        return (count,) + finalize_statistics(count, mean, m2, running_mean, running_var, momentum, eps)
+
+    def normalize_with_running_stats(self, x, running_mean, running_var, weight, bias, eps):
+        return cpu_fast.normalize(x, running_mean, 1 / np.sqrt(running_var + eps), weight, bias)
+
+    def accepts(self, x, *per_channel):
+        arrays = (x,) + tuple(values for values in per_channel if values is not None)
+        return all(type(values) is np.ndarray and values.dtype in (np.float32, np.float64) for values in arrays)
+
+
 # The backends in order of preference: the first that accepts the data runs it.
-BACKENDS = [batchnorm_cuda.steps, NumPySteps()]
+BACKENDS = [batchnorm_cuda.steps, FastCpuSteps(), NumPySteps()]
 
 
 def _steps_for(x, *per_channel):
     """The backend for x and its per-channel arrays (weight, bias, running statistics; None allowed):
-    the CUDA kernels for float32 CuPy data, else the NumPy twins above (which also run on CuPy)."""
+    the CUDA kernels for float32 CuPy data, the fast CPU passes for float32/64 NumPy data, else the
+    NumPy twins above (which also run on CuPy, in any dtype)."""
     return next(steps for steps in BACKENDS if steps.accepts(x, *per_channel))
 
 

@@ -8,7 +8,14 @@ in ``accepts``, which inputs it takes:
 - ``NumPySteps`` (minigrad/nn/batchnorm.py): the readable NumPy twins, for any
   dtype, on NumPy or CuPy arrays;
 - ``CudaSteps`` (minigrad/nn/batchnorm_cuda.py): kernels/batchnorm.cu, for
-  contiguous float32 CuPy arrays.
+  contiguous float32 CuPy arrays;
+- ``FastCpuSteps`` (minigrad/nn/batchnorm.py): the same results in fewer,
+  chunked and threaded passes (minigrad/nn/cpu_fast.py), for float32 and
+  float64 NumPy arrays.
+
+``merge_statistics`` (Chan's formula) is the one piece of math they share: the
+kernels, the chunked CPU passes and SyncBatchNorm all merge partial
+statistics with it.
 
 Arrays: x and grad_output are (N, C, ...); every per-channel array is (C,).
 ``count`` is the number of values per channel (N * S, float64, exact);
@@ -57,3 +64,16 @@ class BatchNormSteps:
 
     def __repr__(self):
         return f"<batch norm steps: {self.name}>"
+
+
+def merge_statistics(count, mean, m2):
+    """Chan's formula: merge partial statistics along axis 0, (P, C) each -> (C,) each.
+
+    M = sum M_p,  mean = sum M_p mean_p / M,  M2 = sum M2_p + sum M_p (mean_p - mean)^2.
+    The kernels merge the partials of a channel's chunks this way; SyncBatchNorm
+    merges the statistics gathered from every process with it.
+    """
+    total = count.sum(axis=0)
+    merged_mean = (count * mean).sum(axis=0) / total
+    merged_m2 = m2.sum(axis=0) + (count * (mean - merged_mean) ** 2).sum(axis=0)
+    return total, merged_mean, merged_m2

@@ -18,7 +18,7 @@ Chunks of CHUNK_BYTES keep each chunk's temporaries in the cache.
 import numpy as np
 
 from ..parallel import for_each_chunk
-from .batchnorm import merge_statistics
+from .batchnorm_steps import merge_statistics
 
 CHUNK_BYTES = 1 << 18  # 256 KiB: a chunk's temporaries stay in L2
 
@@ -94,7 +94,7 @@ def batch_statistics(x):
         count = part.shape[0] * part.shape[2]
         mean = part.sum(axis=0).sum(axis=1) / count
         centered = part - mean[:, None]
-        return np.full(mean.shape, count, dtype=mean.dtype), mean, np.einsum("ncs,ncs->c", centered, centered)
+        return np.full(mean.shape, count, dtype=np.float64), mean, np.einsum("ncs,ncs->c", centered, centered)
 
     return merge_statistics(*_partial_sums(values, chunk))
 
