@@ -211,9 +211,14 @@ class Permute(Function):
 
 
 def flatten(tensor, start_dim=0, end_dim=-1):
-    """Merge axes start_dim..end_dim into one (PyTorch's flatten)."""
-    shape = tensor.shape
+    """Merge axes start_dim..end_dim into one (PyTorch's flatten); a 0-d tensor becomes shape (1,)."""
+    shape = tensor.shape or (1,)  # a 0-d tensor has the one dim 0 (-1)
+    for dim in (start_dim, end_dim):
+        if not -len(shape) <= dim < len(shape):
+            raise IndexError(f"flatten: dim {dim} is out of range for a tensor of shape {tensor.shape}")
     start, end = start_dim % len(shape), end_dim % len(shape)
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {tensor.shape})")
     merged = int(np.prod(shape[start:end + 1]))
     return Reshape.apply(tensor, shape=shape[:start] + (merged,) + shape[end + 1:])
 
@@ -351,11 +356,19 @@ class Tanh(Function):
         return grad * (1 - t * t)
 
 
+def _empty_or_scalar(a, axis):
+    """Softmax's axis for a 0-d input (all of it), and whether there is nothing to normalise."""
+    return (None if a.ndim == 0 else axis), a.size == 0
+
+
 class Softmax(Function):
     def forward(self, a, axis=-1):
         xp = _xp(a)
+        self.axis, empty = _empty_or_scalar(a, axis)
+        if empty:
+            return a.copy()
+        axis = self.axis
         shifted = xp.exp(a - a.max(axis=axis, keepdims=True))
-        self.axis = axis
         return shifted / shifted.sum(axis=axis, keepdims=True)
 
     def backward(self, grad):
@@ -370,8 +383,11 @@ def softmax_backward(softmax, grad, axis):
 class LogSoftmax(Function):
     def forward(self, a, axis=-1):
         xp = _xp(a)
+        self.axis, empty = _empty_or_scalar(a, axis)
+        if empty:
+            return a.copy()
+        axis = self.axis
         shifted = a - a.max(axis=axis, keepdims=True)
-        self.axis = axis
         return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
     def backward(self, grad):  # grad - softmax * sum(grad), softmax = exp(output)
