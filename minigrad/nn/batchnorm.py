@@ -343,7 +343,7 @@ def _check_channels(op, x, name, values):
 
 def _check_batch_size(op, shape):
     values_per_channel = shape[0] * int(np.prod(shape[2:], dtype=np.int64))
-    if values_per_channel <= 1:
+    if values_per_channel == 1:  # an empty batch is allowed: it normalises nothing
         raise ValueError(f"{op}: Expected more than 1 value per channel when training, "
                          f"got input size {tuple(shape)}")
 
@@ -352,9 +352,21 @@ def _raw(value):
     return value.data if isinstance(value, Tensor) else value
 
 
+def _empty_batch(input, weight, bias):
+    """Batch norm of an empty batch (as PyTorch): an empty output, the running statistics untouched;
+    weight and bias still take part, so their gradients are zeros."""
+    per_channel = (1, -1) + (1,) * (input.ndim - 2) if input.ndim >= 2 else (-1,)
+    output = input * 1.0
+    if weight is not None:
+        output = output * weight.reshape(per_channel)
+    return output if bias is None else output + bias.reshape(per_channel)
+
+
 def _batch_norm(function_class, input, running_mean, running_var, weight, bias, training, momentum, eps,
                 group=None):
     op = "batch_norm"
+    if input.data.size == 0:
+        return _empty_batch(input, weight, bias)
     if input.ndim < 2:
         raise ValueError(f"{op}: expected an input of shape (N, C, ...), got shape {tuple(input.shape)}")
     running_mean, running_var = _raw(running_mean), _raw(running_var)
