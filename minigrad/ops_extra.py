@@ -129,6 +129,8 @@ def gather(input, dim, index):
     """input gathered along ``dim`` at the integer tensor ``index`` (same number of axes)."""
     index_array = _xp(input.data).asarray(_raw(index))
     dim = _axis(dim, input.ndim, "gather")
+    if index_array.size == 0:  # PyTorch answers any empty index with an empty result
+        return input.reshape(-1)[index_array.reshape(-1)].reshape(index_array.shape)
     if index_array.ndim != max(input.ndim, 1) and not (input.ndim == 0 and index_array.ndim == 0):
         raise ValueError(f"gather: index has {index_array.ndim} dims, input of shape {input.shape} "
                          f"needs {input.ndim}")
@@ -158,7 +160,7 @@ class Erf(Function):
         if backend.is_cupy_array(a):
             import cupyx.scipy.special
             return cupyx.scipy.special.erf(a)
-        return _np_erf(a).astype(a.dtype, copy=False)
+        return np.asarray(_np_erf(a), dtype=a.dtype)
 
     def backward(self, grad):  # d erf(a) = 2/sqrt(pi) exp(-a^2)
         a = self.inputs[0]
