@@ -157,7 +157,21 @@ def _scaled(other, alpha):
     return other if alpha == 1 else other * alpha
 
 
-def _div(self, other, *, rounding_mode=None):
+def add(input, other, *, alpha=1):
+    """input + alpha * other (either may be a number)."""
+    return Add.apply(input, _scaled(other, alpha))
+
+
+def sub(input, other, *, alpha=1):
+    """input - alpha * other (either may be a number)."""
+    return Sub.apply(input, _scaled(other, alpha))
+
+
+def mul(input, other):
+    return Mul.apply(input, other)
+
+
+def div(self, other, *, rounding_mode=None):
     """self / other; rounding_mode 'trunc' or 'floor' rounds the quotient (and has zero gradient)."""
     if rounding_mode is None:
         return Div.apply(self, other)
@@ -237,9 +251,7 @@ def _install_tensor_methods():
         "sigmoid": lambda a: Sigmoid.apply(a), "tanh": lambda a: Tanh.apply(a),
         "softmax": _softmax_method(Softmax, "softmax"), "log_softmax": _softmax_method(LogSoftmax, "log_softmax"),
         "to": to,
-        "add": lambda a, b, *, alpha=1: Add.apply(a, _scaled(b, alpha)),
-        "sub": lambda a, b, *, alpha=1: Sub.apply(a, _scaled(b, alpha)),
-        "mul": lambda a, b: Mul.apply(a, b), "div": _div,
+        "add": add, "sub": sub, "mul": mul, "div": div,
         "where": lambda a, condition, other: where(condition, a, other),
         "clamp": _clamp, "clip": _clamp, "maximum": maximum, "minimum": minimum,
         "log1p": lambda a: Log1p.apply(a),

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import backend
 from .function import Function
-from .ops import BroadcastTo, GetItem, Reshape
+from .ops import BroadcastTo, GetItem, Reshape, Where
 from .tensor import Tensor
 
 
@@ -22,19 +22,6 @@ def _xp(array):
 
 def _raw(value):
     return value.data if isinstance(value, Tensor) else value
-
-
-class Where(Function):
-    """condition ? a : b elementwise (condition a constant boolean array); a, b tensors or numbers."""
-
-    def forward(self, a, b, condition):
-        self.condition = condition
-        return _xp(condition).where(condition, a, b)
-
-    def backward(self, grad):  # the gradient goes to the side that was chosen
-        need_a, need_b = self.needs_input_grad
-        return (Where.apply(grad, 0.0, condition=self.condition) if need_a else None,
-                Where.apply(0.0, grad, condition=self.condition) if need_b else None)
 
 
 class Clamp(Function):

@@ -60,8 +60,8 @@ def _unbatched_or_string_padding(input, kwargs):
 
 OPS = {
     # tensor API
-    "add": Claim("tensor api", _method("add")), "sub": Claim("tensor api", _method("sub")),
-    "mul": Claim("tensor api", _method("mul")), "div": Claim("tensor api", _method("div")),
+    "add": Claim("tensor api", mg.add), "sub": Claim("tensor api", mg.sub),
+    "mul": Claim("tensor api", mg.mul), "div": Claim("tensor api", mg.div),
     "neg": Claim("tensor api", lambda x: -x), "pow": Claim("tensor api", lambda x, y: x ** y),
     "abs": Claim("tensor api", _method("abs")), "exp": Claim("tensor api", _method("exp")),
     "log": Claim("tensor api", _method("log")), "sqrt": Claim("tensor api", _method("sqrt")),
@@ -216,14 +216,19 @@ def compare(theirs_outputs, ours_outputs, theirs_leaves, ours_leaves):
         raise AssertionError(f"{len(ours_outputs)} outputs, PyTorch {len(theirs_outputs)}")
     for position, (theirs, ours) in enumerate(zip(theirs_outputs, ours_outputs)):
         _check_close(f"output {position}", theirs, ours)
-    differentiable = [(theirs, ours) for theirs, ours in zip(theirs_outputs, ours_outputs) if theirs.requires_grad]
+    # an output that is an input itself (flatten of a 1-D tensor) is differentiated through a view of it
+    differentiable = [(theirs.view_as(theirs) if theirs.grad_fn is None else theirs, ours)
+                      for theirs, ours in zip(theirs_outputs, ours_outputs) if theirs.requires_grad]
     wanted = [(theirs, ours) for theirs, ours in zip(theirs_leaves, ours_leaves) if theirs.requires_grad]
     if not differentiable or not wanted:
         return
     rng = np.random.default_rng(0)
     weights = [rng.standard_normal(theirs.shape) for theirs, _ in differentiable]
-    theirs_grads = torch.autograd.grad([t for t, _ in differentiable], [t for t, _ in wanted],
-                                       [torch.from_numpy(w) for w in weights], allow_unused=True)
+    try:
+        theirs_grads = torch.autograd.grad([t for t, _ in differentiable], [t for t, _ in wanted],
+                                           [torch.from_numpy(w) for w in weights], allow_unused=True)
+    except RuntimeError as error:
+        raise Skip(f"PyTorch raises in backward ({type(error).__name__})") from None
     ours_differentiable = [(o, w) for (_, o), w in zip(differentiable, weights) if o.requires_grad]
     if not ours_differentiable:
         if any(g is not None and g.abs().sum() > 0 for g in theirs_grads):
@@ -281,6 +286,8 @@ def _run_one(run_theirs, run_ours, theirs_leaves, ours_leaves):
         compare(theirs, ours, theirs_leaves(), ours_leaves())
     except AssertionError as error:
         return "wrong", str(error)
+    except Skip:
+        raise
     except Exception as error:  # noqa: BLE001  (minigrad's backward raised)
         return "raised", f"backward: {type(error).__name__}: {error}"
     return "ran", ""
@@ -302,6 +309,17 @@ def _op_sample(name, claim, op, sample):
                     lambda: _tensors(theirs_values), lambda: _tensors(ours_values))
 
 
+def _op_samples(op):
+    """The op's reference inputs (its sample inputs and more, awkward values included), else its samples."""
+    samples = []
+    try:
+        for sample in op.reference_inputs("cpu", torch.float64, requires_grad=op.supports_autograd):
+            samples.append(sample)
+    except (RuntimeError, ValueError):  # a few ops' reference inputs stop at an integer tensor made to require grad
+        samples += op.sample_inputs("cpu", torch.float64, requires_grad=op.supports_autograd)
+    return samples
+
+
 def run_op_db(results):
     from torch.testing._internal.common_methods_invocations import op_db
     for op in op_db:
@@ -309,7 +327,7 @@ def run_op_db(results):
         if claim is None or (claim.variants is not None and op.variant_test_name not in claim.variants):
             continue
         label = op.name + (f".{op.variant_test_name}" if op.variant_test_name else "")
-        samples = list(op.sample_inputs("cpu", torch.float64, requires_grad=op.supports_autograd))
+        samples = _op_samples(op)
         for sample in _spread(samples, SAMPLES_PER_OP):
             try:
                 outcome, detail = _op_sample(op.name, claim, op, sample)
