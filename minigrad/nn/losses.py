@@ -108,7 +108,8 @@ class CrossEntropyGrad(Function):
 
 # ----- class-index losses: nll_loss and cross_entropy ------------------------------------------
 def _class_targets(op, input, target, ignore_index):
-    """The integer labels as an array of the batch's shape, checked against the C classes of dim 1."""
+    """(labels, whether any is ignore_index): the integer labels as an array of the batch's shape,
+    checked against the C classes of dim 1."""
     labels = target.data if isinstance(target, Tensor) else _xp(input.data).asarray(target)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class labels, got dtype {labels.dtype}")
@@ -117,12 +118,17 @@ def _class_targets(op, input, target, ignore_index):
         raise ValueError(f"{op}: target of shape {labels.shape} does not match input of shape {input.shape}; "
                          f"expected {batch_shape}")
     classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
+    if not labels.size:
+        return labels, False
+    low, high = int(labels.min()), int(labels.max())
+    if 0 <= low and high < classes:  # all in range: only an ignore_index among the classes can be ignored
+        return labels, 0 <= ignore_index < classes and bool((labels == ignore_index).any())
     counted = labels[labels != ignore_index]
     if counted.size and (int(counted.min()) < 0 or int(counted.max()) >= classes):
         bad = int(counted.min()) if int(counted.min()) < 0 else int(counted.max())
         raise IndexError(f"{op}: target holds label {bad}, but the input has {classes} classes "
                          f"(0..{classes - 1}); shape {input.shape}")
-    return labels
+    return labels, True
 
 
 def _as_batch(input, labels):
@@ -160,7 +166,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     """Negative log-likelihood of log-probabilities ``input`` (N, C, d1, ...) or (C,) at the
     integer labels ``target`` (N, d1, ...) or (); ``weight`` (C,) weighs each class."""
     _check_reduction(reduction, "nll_loss")
-    labels = _class_targets("nll_loss", input, target, ignore_index)
+    labels, _ = _class_targets("nll_loss", input, target, ignore_index)
     _check_weight("nll_loss", weight, input.shape[1] if input.ndim >= 2 else input.shape[0])
     batch, batch_labels = _as_batch(input, labels)
     label_weights, safe = _label_weights(batch_labels, weight, ignore_index, batch.data)
@@ -202,8 +208,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         batch, probabilities = (input.reshape(1, -1), target.reshape(1, -1)) if input.ndim == 1 else (input, target)
         loss = _class_probability_loss(batch.log_softmax(dim=1), probabilities, weight, label_smoothing, reduction)
         return loss.reshape(()) if input.ndim == 1 and reduction == "none" else loss
-    labels = _class_targets("cross_entropy", input, target, ignore_index)
-    if input.ndim == 2 and weight is None and not label_smoothing and not (labels == ignore_index).any():
+    labels, any_ignored = _class_targets("cross_entropy", input, target, ignore_index)
+    if input.ndim == 2 and weight is None and not label_smoothing and not any_ignored:
         return CrossEntropy.apply(input, labels, reduction=reduction)  # the fused common case
     log_probabilities = input.log_softmax(dim=0 if input.ndim == 1 else 1)
     if not label_smoothing:
