@@ -10,6 +10,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from . import backend
 from .ops import (Abs, Add, Concatenate, Div, Exp, Log, LogSoftmax, MatMul, Max, Mean, Mul, Neg, Permute, Pow,
                   ReLU, Reshape, Sigmoid, Softmax, Sqrt, Stack, Sub, Sum, Tanh, flatten, getitem, to)
 from .ops_extra import (Clamp, Log1p, RoundedDiv, Where, _axis, expand_to, gather, maximum, minimum,
@@ -182,7 +183,9 @@ def div(self, other, *, rounding_mode=None):
 
 def where(condition, input, other):
     """input where condition holds, else other (each a tensor or a number; broadcast together)."""
-    condition = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    like = next((value.data for value in (input, other) if isinstance(value, Tensor)), None)
+    condition = condition.data if isinstance(condition, Tensor) else condition
+    condition = (np if like is None else backend.array_module(like)).asarray(condition)  # on the data's device
     return Where.apply(input, other, condition=condition.astype(bool, copy=False))
 
 

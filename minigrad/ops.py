@@ -119,7 +119,8 @@ def _raw(value):
 
 def _zero_where(values, condition):
     """values with 0 where the constant ``condition`` holds (only built when it holds somewhere)."""
-    return Where.apply(0.0, values, condition=condition) if _xp(condition).any(condition) else values
+    condition = _xp(values.data).asarray(condition)  # also when a number's exponent made it a bool
+    return Where.apply(0.0, values, condition=condition) if condition.any() else values
 
 
 def _promoted_grad_shape(grad_shape, a_ndim, b_ndim):

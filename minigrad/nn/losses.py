@@ -153,7 +153,10 @@ def _raw(value):
 
 def _weighted_reduce(losses, label_weights, reduction):
     if reduction == "mean":
-        return losses.sum() / Tensor(label_weights.sum())
+        total_weight = label_weights.sum()
+        if total_weight == 0:  # every target ignored: NaN, with zero gradients (as PyTorch)
+            return losses.sum() * 0.0 + float("nan")
+        return losses.sum() / Tensor(total_weight)
     return losses.sum() if reduction == "sum" else losses
 
 
@@ -200,7 +203,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         raise ValueError("cross_entropy: expected logits of shape (N, C, ...) or (C,), got a 0-d tensor")
     classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
     _check_weight("cross_entropy", weight, classes)
-    target_dtype = target.dtype if isinstance(target, Tensor) else np.asarray(target).dtype
+    target_dtype = target.dtype if hasattr(target, "dtype") else np.asarray(target).dtype
     if target_dtype.kind == "f":  # class probabilities, one row per input row
         if tuple(target.shape) != input.shape:
             raise ValueError(f"cross_entropy: probability target of shape {tuple(target.shape)} does not "
