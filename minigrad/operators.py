@@ -158,22 +158,32 @@ def _scaled(other, alpha):
     return other if alpha == 1 else other * alpha
 
 
+def _operands(input, other):
+    """Two numbers become a tensor and a number (float32 for a float, as PyTorch), so the result is a tensor."""
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        return Tensor(input), other
+    return input, other
+
+
 def add(input, other, *, alpha=1):
     """input + alpha * other (either may be a number)."""
+    input, other = _operands(input, other)
     return Add.apply(input, _scaled(other, alpha))
 
 
 def sub(input, other, *, alpha=1):
     """input - alpha * other (either may be a number)."""
+    input, other = _operands(input, other)
     return Sub.apply(input, _scaled(other, alpha))
 
 
 def mul(input, other):
-    return Mul.apply(input, other)
+    return Mul.apply(*_operands(input, other))
 
 
 def div(self, other, *, rounding_mode=None):
     """self / other; rounding_mode 'trunc' or 'floor' rounds the quotient (and has zero gradient)."""
+    self, other = _operands(self, other)
     if rounding_mode is None:
         return Div.apply(self, other)
     if rounding_mode not in ("trunc", "floor"):
