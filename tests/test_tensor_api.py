@@ -55,10 +55,6 @@ def test_first_and_second_derivatives_match_central_differences(name, rng):
     assert mg.gradgradcheck(OPS[name], [a, b])
 
 
-def _torch(tensor):
-    return torch.tensor(tensor.numpy(), requires_grad=tensor.requires_grad)
-
-
 def test_max_and_min_with_dim_return_values_and_indices_as_pytorch(rng):
     values = rng.integers(0, 3, size=(3, 4, 5)).astype(np.float64)  # ties, so the index rule matters
     ours, theirs = mg.tensor(values, requires_grad=True), torch.tensor(values, requires_grad=True)
