@@ -29,7 +29,8 @@ def cuda_is_available():
 
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed",
-           "grad", "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "cat", "stack", "where", "gather", "add", "sub", "mul", "div", "maximum", "minimum", "nn", "functional",
+           "grad", "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "cat", "stack", "where",
+           "gather", "add", "sub", "mul", "div", "maximum", "minimum", "ValuesIndices", "nn", "functional",
            "ops", "backend", "data", "debug", "distributed", "models", "optim", "prune", "viz",
            "cuda_is_available"]
 __version__ = "0.1.0"

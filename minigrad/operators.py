@@ -102,8 +102,9 @@ def _value_reduction(op):
         indices = getattr(self, "arg" + op)(dim, keepdim=True)
         source, axis = (Reshape.apply(self, shape=(1,)), 0) if self.ndim == 0 else (self, _axis(dim, self.ndim, op))
         values = gather(source, axis, indices.data.reshape((1,)) if self.ndim == 0 else indices)
-        if not keepdim or self.ndim == 0:
-            values, indices = _squeeze(values, axis), Tensor(indices.data.reshape(values.shape[:axis] + values.shape[axis + 1:]))
+        if not keepdim or self.ndim == 0:  # a 0-d tensor's result is 0-d either way
+            values = _squeeze(values, axis)
+            indices = Tensor(indices.data.reshape(values.shape))
         return ValuesIndices(values, indices)
     reduce.__name__ = op
     return reduce

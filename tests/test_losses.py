@@ -115,8 +115,10 @@ def test_loss_layers_keep_pytorchs_options_and_buffers(rng):
     weight = rng.uniform(size=3)
     pairs = [(mg.nn.CrossEntropyLoss(mg.tensor(weight), ignore_index=1, label_smoothing=0.1),
               torch.nn.CrossEntropyLoss(torch.tensor(weight), ignore_index=1, label_smoothing=0.1)),
-             (mg.nn.NLLLoss(mg.tensor(weight), reduction="sum"), torch.nn.NLLLoss(torch.tensor(weight), reduction="sum")),
-             (mg.nn.BCEWithLogitsLoss(pos_weight=mg.tensor(weight)), torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight))),
+             (mg.nn.NLLLoss(mg.tensor(weight), reduction="sum"),
+              torch.nn.NLLLoss(torch.tensor(weight), reduction="sum")),
+             (mg.nn.BCEWithLogitsLoss(pos_weight=mg.tensor(weight)),
+              torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight))),
              (mg.nn.L1Loss(), torch.nn.L1Loss()), (mg.nn.SmoothL1Loss(beta=0.3), torch.nn.SmoothL1Loss(beta=0.3)),
              (mg.nn.HuberLoss(delta=2.0), torch.nn.HuberLoss(delta=2.0)), (mg.nn.MSELoss(), torch.nn.MSELoss())]
     logits, labels = leaf(rng, 5, 3), rng.integers(0, 3, size=5)
