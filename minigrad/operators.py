@@ -72,6 +72,14 @@ def _reduction(function_class, op):
     return reduce
 
 
+_amax = _reduction(Max, "amax")
+
+
+def _amin(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """The minimum over ``dim`` as -amax(-x): ties share the gradient evenly, as in amax."""
+    return -_amax(-self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+
 def _arg_reduction(op):
     def arg_reduce(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         dim, keepdim = _dims(op, dim, keepdim, axis, keepdims)
@@ -217,6 +225,10 @@ def _reshape(self, *shape):
     return Reshape.apply(self, shape=shape)
 
 
+def _reshape_as(self, other):
+    return Reshape.apply(self, shape=other.shape)
+
+
 def _permute(self, *dims):
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
@@ -254,10 +266,11 @@ def _install_tensor_methods():
         "__pow__": lambda a, b: Pow.apply(a, b), "__rpow__": lambda a, b: Pow.apply(b, a),
         "__matmul__": lambda a, b: MatMul.apply(a, b), "__rmatmul__": lambda a, b: MatMul.apply(b, a),
         "__getitem__": getitem,
-        "sum": _reduction(Sum, "sum"), "mean": _reduction(Mean, "mean"), "amax": _reduction(Max, "amax"),
+        "sum": _reduction(Sum, "sum"), "mean": _reduction(Mean, "mean"), "amax": _amax, "amin": _amin,
         "max": _value_reduction("max"), "min": _value_reduction("min"),
         "argmax": _arg_reduction("argmax"), "argmin": _arg_reduction("argmin"),
         "reshape": _reshape, "view": _reshape, "flatten": flatten,
+        "reshape_as": _reshape_as, "view_as": _reshape_as,
         "permute": _permute, "transpose": _transpose, "swapaxes": _transpose,
         "T": property(lambda a: Permute.apply(a, axes=tuple(reversed(range(a.ndim))))),
         "exp": lambda a: Exp.apply(a), "log": lambda a: Log.apply(a), "sqrt": lambda a: Sqrt.apply(a),

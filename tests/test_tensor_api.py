@@ -41,6 +41,9 @@ OPS = {
     "softmax_dtype": lambda a, b: (a * b).softmax(1, dtype=np.float64),
     "log_softmax_dtype": lambda a, b: (a * b).log_softmax(dim=0, dtype=np.float64),
     "log1p": lambda a, b: (a * b + 1.5).log1p(),
+    "logsigmoid": lambda a, b: mg.functional.logsigmoid(a * 30) * b,
+    "amin": lambda a, b: a.amin(dim=1) * b.sum(),
+    "view_as": lambda a, b: a.view_as(b.T) * b.T,
 }
 
 

@@ -3,13 +3,14 @@
     gelu(x) = x * Phi(x) = x/2 * (1 + erf(x / sqrt(2)))          (approximate='none')
     gelu(x) ~ x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))   (approximate='tanh')
     silu(x) = x * sigmoid(x)
+    logsigmoid(x) = log(sigmoid(x)) = min(x, 0) - log(1 + exp(-|x|))
 
 Each is a composition of differentiable ops, so each has first and second
 derivatives from the ops it is made of.
 """
 import math
 
-from ..ops_extra import Erf
+from ..ops_extra import Erf, LogSigmoid
 from .module import Module
 
 
@@ -26,6 +27,11 @@ def gelu(input, approximate="none"):
 def silu(input):
     """x * sigmoid(x) (also called swish)."""
     return input * input.sigmoid()
+
+
+def logsigmoid(input):
+    """log(sigmoid(x)), computed without overflow for any x."""
+    return LogSigmoid.apply(input)
 
 
 def _implicit_softmax_dim(ndim):

@@ -12,7 +12,7 @@ from .. import backend, random
 from ..function import Function
 from ..ops import (Abs, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh,  # noqa: F401
                    flatten)
-from .activation import gelu, silu  # noqa: F401
+from .activation import gelu, logsigmoid, silu  # noqa: F401
 from .batchnorm import batch_norm  # noqa: F401  (implemented beside its layers and kernels)
 from .convolution import conv2d  # noqa: F401
 from .embedding import embedding  # noqa: F401
