@@ -11,7 +11,8 @@ from . import backend, data, debug, distributed, models, nn, optim, prune, threa
 from .autograd import grad
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .nn import functional
-from .operators import cat, stack
+from .operators import ValuesIndices, add, cat, div, mul, stack, sub, where
+from .ops_extra import gather, maximum, minimum
 from .random import manual_seed
 from .serialization import load, save
 from .function import Function
@@ -29,7 +30,8 @@ def cuda_is_available():
 
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed",
-           "grad", "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "cat", "stack", "nn", "functional",
+           "grad", "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "cat", "stack", "where",
+           "gather", "add", "sub", "mul", "div", "maximum", "minimum", "ValuesIndices", "nn", "functional",
            "ops", "backend", "data", "debug", "distributed", "models", "optim", "prune", "threads", "viz",
            "get_num_threads", "set_num_threads", "cuda_is_available"]
 __version__ = "0.1.0"

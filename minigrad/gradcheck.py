@@ -11,6 +11,8 @@ class GradcheckError(AssertionError):
 
 def numerical_grad(fn, inputs, index, weights, eps):
     """d sum(weights * fn(inputs)) / d inputs[index] by central differences."""
+    if not inputs[index].data.flags.c_contiguous:  # so that the flat view below writes into the input
+        inputs[index].data = backend.array_module(inputs[index].data).ascontiguousarray(inputs[index].data)
     array = inputs[index].data
     grad = np.zeros(array.shape, dtype=np.float64)
     flat = array.reshape(-1)  # a view: writes change the input in place

@@ -37,6 +37,20 @@ def unbroadcast(grad, shape):
 
 
 # ----- arithmetic -------------------------------------------------------------------
+class Where(Function):
+    """condition ? a : b elementwise (condition a constant boolean array); a, b tensors or numbers."""
+
+    def forward(self, a, b, condition):
+        self.condition = condition
+        return _xp(condition).where(condition, a, b)
+
+    def backward(self, grad):  # the gradient goes to the side that was chosen
+        need_a, need_b = self.needs_input_grad
+        return (Where.apply(grad, 0.0, condition=self.condition) if need_a else None,
+                Where.apply(0.0, grad, condition=self.condition) if need_b else None)
+
+
+
 class Add(Function):
     def forward(self, a, b):
         return a + b
@@ -89,12 +103,24 @@ class Pow(Function):
     def backward(self, grad):  # d(b^e)/db = e b^(e-1), d(b^e)/de = b^e log b
         base, exponent = self.inputs
         need_base, need_exponent = self.needs_input_grad
-        grad_base = grad * exponent * base ** (exponent - 1) if need_base else None
-        grad_exponent = None
-        if need_exponent:  # a constant base (2 ** x) is a number or an array
+        base_array, exponent_array = _raw(base), _raw(exponent)
+        grad_base = grad_exponent = None
+        if need_base:  # 0 where the exponent is 0 (not 0 * inf at base 0), as PyTorch
+            grad_base = _zero_where(grad * exponent * base ** (exponent - 1), exponent_array == 0)
+        if need_exponent:  # a constant base (2 ** x) is a number or an array; 0 at 0 ** (e >= 0)
             log_base = base.log() if isinstance(base, Tensor) else _xp(grad.data).log(base).astype(grad.dtype)
-            grad_exponent = grad * self.output * log_base
+            grad_exponent = _zero_where(grad * self.output * log_base, (base_array == 0) & (exponent_array >= 0))
         return grad_base, grad_exponent
+
+
+def _raw(value):
+    return value.data if isinstance(value, Tensor) else value
+
+
+def _zero_where(values, condition):
+    """values with 0 where the constant ``condition`` holds (only built when it holds somewhere)."""
+    condition = _xp(values.data).asarray(condition)  # also when a number's exponent made it a bool
+    return Where.apply(0.0, values, condition=condition) if condition.any() else values
 
 
 def _promoted_grad_shape(grad_shape, a_ndim, b_ndim):
@@ -211,9 +237,14 @@ class Permute(Function):
 
 
 def flatten(tensor, start_dim=0, end_dim=-1):
-    """Merge axes start_dim..end_dim into one (PyTorch's flatten)."""
-    shape = tensor.shape
+    """Merge axes start_dim..end_dim into one (PyTorch's flatten); a 0-d tensor becomes shape (1,)."""
+    shape = tensor.shape or (1,)  # a 0-d tensor has the one dim 0 (-1)
+    for dim in (start_dim, end_dim):
+        if not -len(shape) <= dim < len(shape):
+            raise IndexError(f"flatten: dim {dim} is out of range for a tensor of shape {tensor.shape}")
     start, end = start_dim % len(shape), end_dim % len(shape)
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {tensor.shape})")
     merged = int(np.prod(shape[start:end + 1]))
     return Reshape.apply(tensor, shape=shape[:start] + (merged,) + shape[end + 1:])
 
@@ -305,7 +336,8 @@ class Sqrt(Function):
 
 class Abs(Function):
     def forward(self, a):
-        self.sign = _xp(a).sign(a)  # piecewise constant: 0 at 0 as in PyTorch
+        # piecewise constant: 0 at 0 and at NaN, as in PyTorch
+        self.sign = ((a > 0).astype(a.dtype) - (a < 0)).astype(a.dtype, copy=False)
         return _xp(a).abs(a)
 
     def backward(self, grad):
@@ -314,8 +346,9 @@ class Abs(Function):
 
 class ReLU(Function):
     def forward(self, a):
-        self.positive = a > 0
-        return a * self.positive
+        out = _xp(a).maximum(a, 0)  # NaN stays NaN, -inf becomes 0 (as PyTorch)
+        self.positive = out != 0  # where the gradient passes: a > 0, and at NaN (as PyTorch)
+        return out
 
     def backward(self, grad):  # 1 where a > 0, else 0: a constant mask
         return grad * self.positive
@@ -351,11 +384,19 @@ class Tanh(Function):
         return grad * (1 - t * t)
 
 
+def _empty_or_scalar(a, axis):
+    """Softmax's axis for a 0-d input (all of it), and whether there is nothing to normalise."""
+    return (None if a.ndim == 0 else axis), a.size == 0
+
+
 class Softmax(Function):
     def forward(self, a, axis=-1):
         xp = _xp(a)
+        self.axis, empty = _empty_or_scalar(a, axis)
+        if empty:
+            return a.copy()
+        axis = self.axis
         shifted = xp.exp(a - a.max(axis=axis, keepdims=True))
-        self.axis = axis
         return shifted / shifted.sum(axis=axis, keepdims=True)
 
     def backward(self, grad):
@@ -370,8 +411,11 @@ def softmax_backward(softmax, grad, axis):
 class LogSoftmax(Function):
     def forward(self, a, axis=-1):
         xp = _xp(a)
+        self.axis, empty = _empty_or_scalar(a, axis)
+        if empty:
+            return a.copy()
+        axis = self.axis
         shifted = a - a.max(axis=axis, keepdims=True)
-        self.axis = axis
         return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
     def backward(self, grad):  # grad - softmax * sum(grad), softmax = exp(output)

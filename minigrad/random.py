@@ -36,6 +36,10 @@ def uniform(low, high, shape, dtype):
     return _generator.uniform(low, high, size=shape).astype(dtype)
 
 
+def normal(mean, std, shape, dtype):
+    return _generator.normal(mean, std, size=shape).astype(dtype)
+
+
 def bernoulli_mask(keep_probability, shape, like):
     """A float mask of 0s and 1s drawn on the device of ``like``."""
     xp = backend.array_module(like)

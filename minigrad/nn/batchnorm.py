@@ -368,7 +368,7 @@ def _check_channels(op, x, name, values):
 
 def _check_batch_size(op, shape):
     values_per_channel = shape[0] * int(np.prod(shape[2:], dtype=np.int64))
-    if values_per_channel <= 1:
+    if values_per_channel == 1:  # an empty batch is allowed: it normalises nothing
         raise ValueError(f"{op}: Expected more than 1 value per channel when training, "
                          f"got input size {tuple(shape)}")
 
@@ -377,9 +377,21 @@ def _raw(value):
     return value.data if isinstance(value, Tensor) else value
 
 
+def _empty_batch(input, weight, bias):
+    """Batch norm of an empty batch (as PyTorch): an empty output, the running statistics untouched;
+    weight and bias still take part, so their gradients are zeros."""
+    per_channel = (1, -1) + (1,) * (input.ndim - 2) if input.ndim >= 2 else (-1,)
+    output = input * 1.0
+    if weight is not None:
+        output = output * weight.reshape(per_channel)
+    return output if bias is None else output + bias.reshape(per_channel)
+
+
 def _batch_norm(function_class, input, running_mean, running_var, weight, bias, training, momentum, eps,
                 group=None):
     op = "batch_norm"
+    if input.data.size == 0:
+        return _empty_batch(input, weight, bias)
     if input.ndim < 2:
         raise ValueError(f"{op}: expected an input of shape (N, C, ...), got shape {tuple(input.shape)}")
     running_mean, running_var = _raw(running_mean), _raw(running_var)
@@ -422,16 +434,13 @@ class _BatchNorm(Module):
     group = None
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 device=None, dtype=np.float32):
+                 device=None, dtype=np.float32, *, bias=True):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = Parameter(np.ones(num_features, dtype=dtype))
-            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        # affine=False: neither; bias=False: a weight but no bias (as PyTorch)
+        self.register_parameter("weight", Parameter(np.ones(num_features, dtype=dtype)) if affine else None)
+        self.register_parameter("bias", Parameter(np.zeros(num_features, dtype=dtype)) if affine and bias else None)
         if track_running_stats:
             self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=dtype)))
             self.register_buffer("running_var", Tensor(np.ones(num_features, dtype=dtype)))
@@ -450,8 +459,9 @@ class _BatchNorm(Module):
 
     def reset_parameters(self):
         self.reset_running_stats()
-        if self.affine:
+        if self.weight is not None:
             self.weight.data[...] = 1
+        if self.bias is not None:
             self.bias.data[...] = 0
 
     def _check_input_dim(self, input):

@@ -314,13 +314,13 @@ def max_pool2d_backward(grad, winner, input_shape, kernel_size, stride):
 
 
 def relu_forward(a):
-    """ops.ReLU.forward: (a * (a > 0), the mask a > 0), both made chunk by chunk while the chunk is
-    in cache; the batch is split over the threads. The same operations as the twin, so the same bits."""
+    """ops.ReLU.forward: (maximum(a, 0), the mask out != 0), both made chunk by chunk while the chunk
+    is in cache; the batch is split over the threads. The same operations as the twin, so the same bits."""
     out, positive = np.empty_like(a), np.empty(a.shape, dtype=bool)
 
     def chunk(start, stop):
-        np.greater(a[start:stop], 0, out=positive[start:stop])
-        np.multiply(a[start:stop], positive[start:stop], out=out[start:stop])
+        np.maximum(a[start:stop], 0, out=out[start:stop])
+        np.not_equal(out[start:stop], 0, out=positive[start:stop])
 
     for_each_chunk(len(a), chunk, min_chunks=_cache_chunks(a))
     return out, positive

@@ -11,10 +11,14 @@ op here can be differentiated twice.
 from .. import backend, random
 from ..function import Function
 from ..ops import (Abs, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh,  # noqa: F401
-                   flatten, softmax_backward)
-from ..tensor import Tensor
+                   flatten)
+from .activation import gelu, logsigmoid, silu  # noqa: F401
 from .batchnorm import batch_norm  # noqa: F401  (implemented beside its layers and kernels)
 from .convolution import conv2d  # noqa: F401
+from .embedding import embedding  # noqa: F401
+from .losses import (binary_cross_entropy_with_logits, cross_entropy, huber_loss, l1_loss,  # noqa: F401
+                     mse_loss, nll_loss, smooth_l1_loss)
+from .normalization import group_norm, layer_norm  # noqa: F401
 from .pooling import avg_pool2d, max_pool2d  # noqa: F401
 
 
@@ -39,12 +43,14 @@ def tanh(input):
     return Tanh.apply(input)
 
 
-def softmax(input, dim=-1):
-    return Softmax.apply(input, axis=dim)
+def softmax(input, dim=-1, dtype=None):
+    """exp(x) / sum exp(x) along ``dim``, computed in ``dtype`` if given."""
+    return input.softmax(dim, dtype=dtype)
 
 
-def log_softmax(input, dim=-1):
-    return LogSoftmax.apply(input, axis=dim)
+def log_softmax(input, dim=-1, dtype=None):
+    """log softmax along ``dim``, computed in ``dtype`` if given."""
+    return input.log_softmax(dim, dtype=dtype)
 
 
 # ----- linear -----------------------------------------------------------------------
@@ -96,100 +102,3 @@ def dropout(input, p=0.5, training=True):
     if p == 1:
         return input * 0.0
     return Dropout.apply(input, p=p)
-
-
-# ----- losses -----------------------------------------------------------------------
-def _reduce(loss, reduction, op):
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-class CrossEntropy(Function):
-    """-log softmax(x)[target] per row; its gradient is (softmax(x) - onehot(target)) * d loss."""
-
-    def forward(self, logits, target, reduction="mean"):
-        xp = _xp(logits)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        exp = xp.exp(shifted)
-        total = exp.sum(axis=1, keepdims=True)
-        rows = xp.arange(len(target))
-        losses = xp.log(total[:, 0]) - shifted[rows, target]
-        self.probabilities, self.target, self.reduction = exp / total, target, reduction
-        if reduction == "mean":
-            return losses.mean()
-        return losses.sum() if reduction == "sum" else losses
-
-    def backward(self, grad):
-        return CrossEntropyGrad.apply(self.inputs[0], grad, probabilities=self.probabilities,
-                                      target=self.target, reduction=self.reduction)
-
-
-def _per_row(grad, reduction, rows):
-    """d loss / d (each row's loss), shaped to scale (N, C) rows: g/N, g, or g[:, None]."""
-    if reduction == "mean":
-        return grad / rows
-    return grad if reduction == "sum" else grad.reshape(-1, 1)
-
-
-class CrossEntropyGrad(Function):
-    """(softmax(x) - onehot(target)) * d loss / d row loss: cross-entropy's gradient for its logits.
-
-    ``probabilities`` is softmax(x), which the forward pass already computed.
-    """
-
-    def forward(self, logits, grad, probabilities, target, reduction):
-        grad_logits = probabilities.copy()
-        grad_logits[_xp(logits).arange(len(target)), target] -= 1
-        self.target, self.reduction = target, reduction
-        return grad_logits * _per_row(grad, reduction, len(target))
-
-    def backward(self, grad_of_gz):
-        logits, grad = self.inputs
-        need_logits, need_grad = self.needs_input_grad
-        softmax = logits.softmax(dim=1)  # a Tensor: differentiable once more
-        for_logits = for_grad = None
-        if need_logits:  # the softmax Jacobian applied to h * (d loss / d row loss)
-            scaled = grad_of_gz * _per_row(grad, self.reduction, len(self.target))
-            for_logits = softmax_backward(softmax, scaled, axis=1)
-        if need_grad:  # the forward is linear in grad: its derivative is the rest, summed per row
-            onehot = _xp(logits.data).zeros(logits.shape, dtype=logits.dtype)
-            onehot[_xp(logits.data).arange(len(self.target)), self.target] = 1
-            per_row = (grad_of_gz * (softmax - onehot)).sum(axis=1)
-            for_grad = per_row if self.reduction == "none" else per_row.sum()
-            if self.reduction == "mean":
-                for_grad = for_grad / len(self.target)
-        return for_logits, for_grad
-
-
-def cross_entropy(input, target, reduction="mean"):
-    """Cross-entropy of logits ``input`` (N, C) against integer labels ``target`` (N,)."""
-    if reduction not in ("mean", "sum", "none"):
-        _reduce(None, reduction, "cross_entropy")
-    labels = target.data if isinstance(target, Tensor) else _xp(input.data).asarray(target)
-    if input.ndim != 2:
-        raise ValueError(f"cross_entropy: expected logits of shape (N, C), got {input.shape}")
-    if labels.ndim != 1 or labels.shape[0] != input.shape[0]:
-        raise ValueError(f"cross_entropy: target of shape {labels.shape} does not match "
-                         f"logits of shape {input.shape}; expected ({input.shape[0]},)")
-    if labels.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: target must hold integer class labels, got dtype {labels.dtype}")
-    if labels.size:
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= input.shape[1]:
-            bad = low if low < 0 else high
-            raise IndexError(f"cross_entropy: target holds label {bad}, "
-                             f"but the logits have {input.shape[1]} classes (0..{input.shape[1] - 1})")
-    return CrossEntropy.apply(input, labels, reduction=reduction)
-
-
-def mse_loss(input, target, reduction="mean"):
-    """Mean squared error (input - target)^2."""
-    if isinstance(target, Tensor) and target.shape != input.shape:
-        raise ValueError(f"mse_loss: input shape {input.shape} and target shape {target.shape} differ")
-    difference = input - target
-    return _reduce(difference * difference, reduction, "mse_loss")

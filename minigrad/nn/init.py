@@ -21,6 +21,10 @@ def uniform_(tensor, low=0.0, high=1.0):
     return _fill(tensor, random.uniform(low, high, tensor.shape, tensor.dtype))
 
 
+def normal_(tensor, mean=0.0, std=1.0):
+    return _fill(tensor, random.normal(mean, std, tensor.shape, tensor.dtype))
+
+
 def zeros_(tensor):
     tensor.data[...] = 0
     return tensor
