@@ -14,8 +14,9 @@ from ..ops import (Abs, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh,  # 
                    flatten, softmax_backward)
 from ..tensor import Tensor
 from .batchnorm import batch_norm  # noqa: F401  (implemented beside its layers and kernels)
-from .convolution import conv2d  # noqa: F401
-from .pooling import avg_pool2d, max_pool2d  # noqa: F401
+from .convolution import conv2d, conv_transpose2d  # noqa: F401
+from .padding import pad  # noqa: F401
+from .pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_unpool2d  # noqa: F401
 
 
 def _xp(array):
