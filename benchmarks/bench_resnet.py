@@ -1,7 +1,7 @@
 """ResNet and MobileNet training steps on the CPU: minigrad against the same network in PyTorch.
 
-The PyTorch twins below have minigrad's module names, so one state_dict fits
-both; each framework runs forward, cross-entropy, backward and an SGD step
+The PyTorch twin is built from the minigrad model itself (``torch_twin``), with
+minigrad's module names, so one state_dict fits both; each framework runs forward, cross-entropy, backward and an SGD step
 (momentum 0.9, weight decay 5e-4, as train.py) on the same batch of 128
 Fashion-MNIST-sized images, in the same process, with the same thread count.
 Reported: the median step, the epoch it implies (468 steps), and the ratio
@@ -42,67 +42,49 @@ from torch import nn  # noqa: E402
 STEPS_PER_EPOCH = 60000 // 128
 
 
-class TorchBasicBlock(nn.Module):
-    def __init__(self, in_channels, out_channels, stride=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.downsample = None
-        if stride != 1 or in_channels != out_channels:
-            self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                                            nn.BatchNorm2d(out_channels))
-
-    def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
+def _torch_layer(layer):
+    """The PyTorch layer with a minigrad layer's options, or None if it is not a single layer."""
+    import minigrad as mg
+    kind = type(layer)
+    if kind is mg.nn.Conv2d:
+        return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                         layer.dilation, layer.groups, layer.bias is not None, layer.padding_mode)
+    if kind is mg.nn.BatchNorm2d:
+        return nn.BatchNorm2d(layer.num_features, layer.eps, layer.momentum, layer.affine, layer.track_running_stats)
+    if kind is mg.nn.Linear:
+        return nn.Linear(layer.in_features, layer.out_features, layer.bias is not None)
+    stateless = {mg.nn.ReLU: nn.ReLU, mg.nn.Flatten: nn.Flatten, mg.nn.AdaptiveAvgPool2d: nn.AdaptiveAvgPool2d}
+    return stateless[kind](**layer.options) if kind in stateless else None
 
 
-class TorchResNet(nn.Module):
-    """minigrad.models.ResNet in PyTorch, module for module."""
+def torch_twin(module):
+    """The same network in PyTorch, module for module and name for name, so one state_dict fits both.
 
-    def __init__(self, depth=8, width=16, num_classes=10, in_channels=1):
-        super().__init__()
-        blocks = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        channels = width
-        for stage, stride in enumerate((1, 2, 2)):
-            out_channels = width * 2 ** stage
-            layers = [TorchBasicBlock(channels if i == 0 else out_channels, out_channels, stride if i == 0 else 1)
-                      for i in range(blocks)]
-            setattr(self, f"layer{stage + 1}", nn.Sequential(*layers))
-            channels = out_channels
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, num_classes)
-
-    def forward(self, x):
-        x = torch.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(self.avgpool(x).flatten(1))
-
-
-def torch_mobilenet(width=16):
-    """minigrad.models.mobilenet in PyTorch, layer for layer."""
-    plan = [(width, 2 * width, 1), (2 * width, 4 * width, 2), (4 * width, 4 * width, 1),
-            (4 * width, 8 * width, 2), (8 * width, 8 * width, 1)]
-    layers = [nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
-    for in_channels, out_channels, stride in plan:
-        layers += [nn.Conv2d(in_channels, in_channels, 3, stride=stride, padding=1, groups=in_channels, bias=False),
-                   nn.BatchNorm2d(in_channels), nn.ReLU(),
-                   nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU()]
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8 * width, 10))
+    Layers become their PyTorch counterparts; a composite module (a ResNet
+    block) becomes a torch.nn.Module with the twins of its children, run by the
+    very forward code minigrad runs: that code only calls its children and
+    tensor methods both frameworks share (relu, flatten, +).
+    """
+    layer = _torch_layer(module)
+    if layer is not None:
+        return layer
+    import minigrad as mg
+    if type(module) is mg.nn.Sequential:
+        return nn.Sequential(*[torch_twin(child) for child in module])
+    twin = type(f"Torch{type(module).__name__}", (nn.Module,), {"forward": type(module).forward})()
+    for name, child in module._modules.items():
+        setattr(twin, name, None if child is None else torch_twin(child))
+    for name, value in vars(module).items():  # children that are absent (a block without downsample)
+        if value is None:
+            setattr(twin, name, None)
+    return twin
 
 
 def twins(name, depth, width):
-    """(minigrad model, PyTorch model) with the PyTorch weights copied into minigrad's."""
+    """(minigrad model, PyTorch twin) with the PyTorch weights copied into minigrad's."""
     import minigrad as mg
-    if name == "resnet":
-        ours, theirs = mg.models.resnet(depth, width), TorchResNet(depth, width)
-    else:
-        ours, theirs = mg.models.mobilenet(width), torch_mobilenet(width)
+    ours = mg.models.resnet(depth, width) if name == "resnet" else mg.models.mobilenet(width)
+    theirs = torch_twin(ours)
     ours.load_state_dict({key: value.detach().numpy() for key, value in theirs.state_dict().items()})
     return ours, theirs
 

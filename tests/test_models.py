@@ -1,8 +1,9 @@
 """The networks of minigrad.models against the same networks in PyTorch, and train.py's --model choices.
 
-The PyTorch twins live in benchmarks/bench_resnet.py, module for module with
-minigrad's names, so one state_dict loads into both; in float64 and training
-mode (batch statistics), the logits and every parameter's gradient agree.
+benchmarks/bench_resnet.py builds each network's PyTorch twin, module for
+module with minigrad's names, so one state_dict loads into both; in float64 and
+training mode (batch statistics), the loss, every parameter's gradient and the
+running statistics agree. The architecture itself is checked by its layers.
 """
 import importlib.util
 from pathlib import Path
