@@ -70,6 +70,8 @@ TRANSPOSED_CASES = [  # input shape, weight shape (C_in, C_out / groups, KH, KW)
     ((2, 3, 4, 5), (3, 2, 3, 3), dict(stride=2, padding=1, output_padding=1)),
     ((2, 3, 4, 4), (3, 5, 2, 2), dict()),
     ((3, 4, 5), (3, 2, 3, 3), dict(stride=2)),                                  # unbatched
+    ((2, 2, 4, 4), (2, 2, 4, 5), dict(stride=(3, 2), padding=(1, 2), output_padding=(2, 3), groups=2,
+                                      dilation=4)),                             # output_padding > padding
 ]
 
 
@@ -81,7 +83,7 @@ def test_conv_transpose2d_matches_pytorch(input_shape, weight_shape, options, rn
                            [input_shape, weight_shape, bias], rng)
 
 
-@pytest.mark.parametrize("input_shape, weight_shape, options", TRANSPOSED_CASES[:2])
+@pytest.mark.parametrize("input_shape, weight_shape, options", TRANSPOSED_CASES[:2] + TRANSPOSED_CASES[4:])
 def test_conv_transpose2d_gradcheck_twice(input_shape, weight_shape, options, rng):
     x, weight = leaf(rng, *input_shape), leaf(rng, *weight_shape)
     deconv = lambda x, w: F.conv_transpose2d(x, w, **options)  # noqa: E731
@@ -128,6 +130,13 @@ def test_conv_transpose2d_layer_with_output_size_matches_pytorch(rng):
 def test_pad_matches_pytorch_and_gradchecks_twice(mode, widths, shape, rng):
     assert matches_pytorch(lambda x: F.pad(x, widths, mode=mode), lambda x: TF.pad(x, widths, mode=mode), [shape], rng)
     assert mg.gradgradcheck(lambda x: F.pad(x, widths, mode=mode) ** 2, [leaf(rng, 2, 4, 4)])
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("widths", [(-1, 1, -2, 1), (2, -1, 1, -1)])
+def test_negative_pad_crops_as_pytorch_does(mode, widths, rng):
+    assert matches_pytorch(lambda x: F.pad(x, widths, mode=mode), lambda x: TF.pad(x, widths, mode=mode),
+                           [(1, 3, 4, 5)], rng)
 
 
 def test_pad_constant_value_matches_pytorch(rng):

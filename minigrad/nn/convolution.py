@@ -187,7 +187,9 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         size = transposed_output_size(x.shape[2:], (kh, kw), stride, padding, output_padding, dilation)
         if min(size) <= 0:
             raise ValueError(f"conv_transpose2d: output size {size} is too small (input shape {x.shape})")
+        # output_padding adds rows at the bottom: the conv this transposes pads them one less each
+        bottom_right = tuple((p, p - extra) for p, extra in zip(padding, output_padding))
         out = Conv2dInputGrad.apply(x, weight, input_shape=(x.shape[0], group_out * groups) + size,
-                                    stride=stride, padding=sides(padding), dilation=dilation, groups=groups)
+                                    stride=stride, padding=bottom_right, dilation=dilation, groups=groups)
         return out if bias is None else out + bias.reshape(1, -1, 1, 1)
     return with_batch_axis("conv_transpose2d", input, run)

@@ -1,7 +1,8 @@
 """``pad``: PyTorch's F.pad, and the padding modes of Conv2d (zeros, reflect, replicate, circular).
 
 ``pad`` is a tuple of (before, after) counts for the last dimensions, the last
-dimension first: (left, right, top, bottom) pads W and then H.
+dimension first: (left, right, top, bottom) pads W and then H. A negative
+count crops, as in PyTorch.
 
 - 'constant' surrounds the input with ``value``; its gradient is the inner slice.
 - 'reflect', 'replicate' and 'circular' read every output element from an
@@ -25,8 +26,6 @@ def _pairs(op, pad, ndim):
     if len(pad) % 2 or len(pad) // 2 > ndim:
         raise ValueError(f"{op}: padding length must be even and at most twice the input's {ndim} dimensions, "
                          f"got {len(pad)} ({tuple(pad)})")
-    if any(size < 0 for size in pad):
-        raise ValueError(f"{op}: negative padding (cropping) is not supported, got {tuple(pad)}")
     pairs = [(int(pad[i]), int(pad[i + 1])) for i in range(0, len(pad), 2)]
     return list(reversed(pairs))  # first pair pads the last axis: put them in axis order
 
@@ -61,9 +60,14 @@ def pad(input, pad, mode="constant", value=None):
     """``input`` padded by ``pad`` = (left, right[, top, bottom[, front, back]]) in ``mode``."""
     pairs = _pairs("pad", pad, input.ndim)
     leading = input.ndim - len(pairs)
+    # A negative width crops. PyTorch crops before padding in these two modes; reflect and
+    # replicate read the positions the widths name in the uncropped input, as below.
+    if mode in ("constant", "circular") and any(before < 0 or after < 0 for before, after in pairs):
+        input = input[tuple(slice(max(-before, 0), size - max(-after, 0))
+                            for (before, after), size in zip([(0, 0)] * leading + pairs, input.shape))]
+        pairs = [(max(before, 0), max(after, 0)) for before, after in pairs]
     if mode == "constant":
-        widths = [(0, 0)] * leading + pairs
-        return ConstantPad.apply(input, widths=widths, value=0.0 if value is None else value)
+        return ConstantPad.apply(input, widths=[(0, 0)] * leading + pairs, value=0.0 if value is None else value)
     if mode not in ("reflect", "replicate", "circular"):
         raise ValueError(f"pad: unknown mode {mode!r}; expected 'constant', 'reflect', 'replicate' or 'circular'")
     if value not in (None, 0, 0.0):

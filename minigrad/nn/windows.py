@@ -17,7 +17,11 @@ ONE = (1, 1)
 
 
 def pair(value):
-    return (value, value) if isinstance(value, int) else tuple(value)
+    """An int or a one-element sequence for both axes, or a pair as it is (PyTorch's rule)."""
+    if isinstance(value, int):
+        return value, value
+    value = tuple(value)
+    return value * 2 if len(value) == 1 else value
 
 
 def sides(padding):
@@ -67,18 +71,38 @@ def fold(cols, input_shape, stride, dilation=ONE):
     return out
 
 
-def pad(x, padding, value=0.0):
-    """x (N, C, H, W) with ``padding`` = ((top, bottom), (left, right)) rows and columns of ``value`` added."""
-    (top, bottom), (left, right) = padding
+def _grow(x, sides, value=0.0):
+    (top, bottom), (left, right) = sides
     if top == bottom == left == right == 0:
         return x
     return backend.array_module(x).pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
 
 
-def unpad(x, padding):
-    """The inner part of a padded x: ``pad``'s rows and columns cut off again (a view)."""
-    (top, bottom), (left, right) = padding
+def _shrink(x, sides):
+    (top, bottom), (left, right) = sides
     return x[:, :, top:x.shape[2] - bottom, left:x.shape[3] - right]
+
+
+def _split(padding):
+    """(the positive sides, the negative sides as counts): a negative side crops instead of padding."""
+    return (tuple(tuple(max(side, 0) for side in axis) for axis in padding),
+            tuple(tuple(max(-side, 0) for side in axis) for axis in padding))
+
+
+def pad(x, padding, value=0.0):
+    """x (N, C, H, W) with ``padding`` = ((top, bottom), (left, right)) rows and columns of ``value`` added.
+
+    A negative side removes rows or columns instead: conv_transpose2d's
+    output_padding beyond its padding leaves the last rows out of every window.
+    """
+    grow, shrink = _split(padding)
+    return _grow(_shrink(x, shrink), grow, value)
+
+
+def unpad(x, padding):
+    """The inner part of a padded x: ``pad``'s rows and columns cut off again (zeros where ``pad`` cropped)."""
+    grow, shrink = _split(padding)
+    return _shrink(_grow(x, shrink), grow)
 
 
 def check_kernel_fits(op, x, kernel, padding, dilation=ONE):
