@@ -21,7 +21,7 @@ per side ((top, bottom), (left, right)) and ``groups``.
 """
 from .. import backend
 from ..function import Function
-from .windows import ONE, check_kernel_fits, fold, output_size, pad, pair, sides, unpad, windows, with_batch_axis
+from .windows import ONE, check_kernel_fits, fold, pad, pair, sides, unpad, windows, with_batch_axis
 
 
 def _xp(array):

@@ -25,7 +25,7 @@ import numpy as np
 from .. import backend
 from ..function import Function
 from ..tensor import Tensor
-from .windows import ONE, check_kernel_fits, output_size, pad, pair, unpad, window_positions, windows, with_batch_axis
+from .windows import ONE, pad, pair, unpad, window_positions, windows, with_batch_axis
 
 
 def _xp(array):
