@@ -123,6 +123,9 @@ def test_conv_transpose2d_layer_with_output_size_matches_pytorch(rng):
     ours, theirs = _layer_pair(nn.ConvTranspose2d, torch.nn.ConvTranspose2d, 3, 4, 3, stride=2, padding=1)
     assert matches_pytorch(lambda x: ours(x, output_size=(8, 9)), lambda x: theirs(x, output_size=(8, 9)),
                            [(2, 3, 4, 5)], rng)
+    with pytest.raises(ValueError, match=r"ConvTranspose2d: requested an output size of \(9, 9\), "
+                                         r"but valid sizes range from \(7, 9\) to \(8, 10\)"):
+        ours(mg.tensor(np.zeros((2, 3, 4, 5))), output_size=(9, 9))
 
 
 @pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])

@@ -98,6 +98,10 @@ class ConvTranspose2d(_ConvNd):
             smallest = transposed_output_size(input.shape[-2:], self.kernel_size, self.stride, self.padding,
                                               (0, 0), self.dilation)
             output_padding = tuple(wanted - size for wanted, size in zip(tuple(output_size)[-2:], smallest))
+            largest = tuple(size + max(s, d) - 1 for size, s, d in zip(smallest, self.stride, self.dilation))
+            if any(not 0 <= extra <= high - low for extra, low, high in zip(output_padding, smallest, largest)):
+                raise ValueError(f"ConvTranspose2d: requested an output size of {tuple(output_size)[-2:]}, "
+                                 f"but valid sizes range from {smallest} to {largest}")
         return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
                                   self.groups, self.dilation)
 
