@@ -21,7 +21,7 @@ setup(
         "nvrtc": ["cupy-cuda13x", "nvidia-cuda-nvrtc>=13,<14"],
         "mpi": ["mpi4py>=3.1", "mpich"],
         "train": ["tqdm", "matplotlib"],
-        "dev": ["pytest", "hypothesis", "torch==2.13.0", "expecttest", "tqdm", "matplotlib",
+        "dev": ["pytest", "hypothesis", "torch==2.13.0", "expecttest", "safetensors", "tqdm", "matplotlib",
                 "mpi4py>=3.1", "mpich", "cupy-cuda13x", "nvidia-cuda-nvrtc>=13,<14"],
     },
 )

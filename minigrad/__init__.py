@@ -7,9 +7,10 @@
 import numpy
 
 from . import operators, autograd  # noqa: I001  (first: they attach the ops and backward to Tensor)
-from . import backend, data, debug, distributed, models, nn, optim, prune, threads, viz
+from . import backend, data, debug, distributed, interop, models, nn, optim, prune, threads, viz
 from .autograd import grad
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+from .interop import from_dlpack
 from .nn import functional
 from .operators import ValuesIndices, add, cat, div, mul, stack, sub, where
 from .ops_extra import gather, maximum, minimum
@@ -32,6 +33,6 @@ def cuda_is_available():
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed",
            "grad", "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "cat", "stack", "where",
            "gather", "add", "sub", "mul", "div", "maximum", "minimum", "ValuesIndices", "nn", "functional",
-           "ops", "backend", "data", "debug", "distributed", "models", "optim", "prune", "threads", "viz",
-           "get_num_threads", "set_num_threads", "cuda_is_available"]
+           "ops", "backend", "data", "debug", "distributed", "from_dlpack", "interop", "models", "optim", "prune",
+           "threads", "viz", "get_num_threads", "set_num_threads", "cuda_is_available"]
 __version__ = "0.1.0"

@@ -109,6 +109,13 @@ class Tensor:
         """The data as a NumPy array (copied from the GPU if it lives there)."""
         return backend.to_numpy(self.data)
 
+    def __dlpack__(self, **options):
+        """DLPack export: ``torch.from_dlpack(t)``, ``cupy.from_dlpack(t)`` share this tensor's memory, no copy."""
+        return self.data.__dlpack__(**options)
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
+
     def item(self):
         if self.data.size != 1:
             raise ValueError(f"item: only a tensor with one element converts to a number, got shape {self.shape}")

@@ -14,12 +14,13 @@ from ..ops import (Abs, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh,  # 
                    flatten)
 from .activation import gelu, logsigmoid, silu  # noqa: F401
 from .batchnorm import batch_norm  # noqa: F401  (implemented beside its layers and kernels)
-from .convolution import conv2d  # noqa: F401
+from .convolution import conv2d, conv_transpose2d  # noqa: F401
 from .embedding import embedding  # noqa: F401
 from .losses import (binary_cross_entropy_with_logits, cross_entropy, huber_loss, l1_loss,  # noqa: F401
                      mse_loss, nll_loss, smooth_l1_loss)
 from .normalization import group_norm, layer_norm  # noqa: F401
-from .pooling import avg_pool2d, max_pool2d  # noqa: F401
+from .padding import pad  # noqa: F401
+from .pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_unpool2d  # noqa: F401
 
 
 def _xp(array):

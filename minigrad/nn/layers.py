@@ -6,6 +6,7 @@ import numpy as np
 from . import functional as F
 from .init import default_layer_init_
 from .module import Module, Parameter
+from .convolution import conv_padding, transposed_output_size
 from .windows import pair
 
 
@@ -28,26 +29,81 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-class Conv2d(Module):
-    """2-D convolution; weight (out_channels, in_channels, KH, KW), bias (out_channels,)."""
+class _ConvNd(Module):
+    """What Conv2d and ConvTranspose2d share: the options, the weight and bias, the repr."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 device=None, dtype=np.float32):
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                 padding_mode, weight_shape, device, dtype):
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
-        self.weight = Parameter(np.empty((out_channels, in_channels) + self.kernel_size, dtype=dtype))
-        self.bias = Parameter(np.empty(out_channels, dtype=dtype)) if bias else None
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{type(self).__name__}: in_channels {in_channels} and out_channels {out_channels} "
+                             f"must both be divisible by groups={groups}")
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"{type(self).__name__}: padding_mode must be 'zeros', 'reflect', 'replicate' "
+                             f"or 'circular', got {padding_mode!r}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride, self.dilation = pair(kernel_size), pair(stride), pair(dilation)
+        self.padding = padding if isinstance(padding, str) else pair(padding)
+        self.padding_mode = padding_mode
+        self.weight = Parameter(np.empty(weight_shape + self.kernel_size, dtype=dtype or np.float32))
+        self.bias = Parameter(np.empty(out_channels, dtype=dtype or np.float32)) if bias else None
         default_layer_init_(self.weight, self.bias)
         if device is not None:
             self.to(device)
 
-    def forward(self, input):
-        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding)
-
     def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}")
+        for name, default in (("dilation", (1, 1)), ("groups", 1), ("padding_mode", "zeros")):
+            if getattr(self, name) != default:
+                text += f", {name}={getattr(self, name)!r}"
+        return text + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution; weight (out_channels, in_channels / groups, KH, KW), bias (out_channels,).
+
+    ``padding`` is an int, a pair, 'same' or 'valid'; ``padding_mode`` 'zeros',
+    'reflect', 'replicate' or 'circular' says what the padding holds.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, (out_channels, in_channels // groups), device, dtype)
+
+    def forward(self, input):
+        if self.padding_mode == "zeros":
+            return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        (top, bottom), (left, right) = conv_padding("Conv2d", self.padding, self.kernel_size, self.stride,
+                                                    self.dilation)
+        padded = F.pad(input, (left, right, top, bottom), mode=self.padding_mode)
+        return F.conv2d(padded, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class ConvTranspose2d(_ConvNd):
+    """The transposed convolution; weight (in_channels, out_channels / groups, KH, KW), bias (out_channels,)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                 bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
+        if padding_mode != "zeros":
+            raise ValueError(f"ConvTranspose2d: only 'zeros' padding_mode is supported, got {padding_mode!r}")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, (in_channels, out_channels // groups), device, dtype)
+        self.output_padding = pair(output_padding)
+
+    def forward(self, input, output_size=None):
+        output_padding = self.output_padding
+        if output_size is not None:  # the output_padding that gives this size
+            smallest = transposed_output_size(input.shape[-2:], self.kernel_size, self.stride, self.padding,
+                                              (0, 0), self.dilation)
+            output_padding = tuple(wanted - size for wanted, size in zip(tuple(output_size)[-2:], smallest))
+            largest = tuple(size + max(s, d) - 1 for size, s, d in zip(smallest, self.stride, self.dilation))
+            if any(not 0 <= extra <= high - low for extra, low, high in zip(output_padding, smallest, largest)):
+                raise ValueError(f"ConvTranspose2d: requested an output size of {tuple(output_size)[-2:]}, "
+                                 f"but valid sizes range from {smallest} to {largest}")
+        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
+                                  self.groups, self.dilation)
 
 
 class _Stateless(Module):
@@ -95,15 +151,39 @@ class Flatten(_Stateless):
 class MaxPool2d(_Stateless):
     function = F.max_pool2d
 
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__(kernel_size=kernel_size, stride=stride, padding=padding)
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        super().__init__(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                         ceil_mode=ceil_mode, return_indices=return_indices)
 
 
 class AvgPool2d(_Stateless):
     function = F.avg_pool2d
 
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                         count_include_pad=count_include_pad, divisor_override=divisor_override)
+
+
+class AdaptiveAvgPool2d(_Stateless):
+    function = F.adaptive_avg_pool2d
+
+    def __init__(self, output_size):
+        super().__init__(output_size=output_size)
+
+
+class MaxUnpool2d(Module):
+    """Puts max_pool2d's values back at its indices: forward(input, indices, output_size=None)."""
+
     def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__(kernel_size=kernel_size, stride=stride, padding=padding)
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def forward(self, input, indices, output_size=None):
+        return F.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class Identity(Module):

@@ -1,68 +1,130 @@
 """Convolution and pooling windows as strided views, the shared machinery of conv2d and the pools.
 
-An input (N, C, H, W) and a kernel (KH, KW) moved with a stride (SH, SW) give
-(OH, OW) windows. ``windows`` shows them all as one strided view, no copy;
-``fold`` is its adjoint, adding window values back where they were read;
-``window_positions`` lets an op loop over the KH*KW kernel offsets (4 for a
-2x2 pool, 9 for a 3x3 conv), each a whole-array strided operation, instead of
-over pixels.
+An input (N, C, H, W) and a kernel (KH, KW) moved with a stride (SH, SW), its
+taps spaced by a dilation (DH, DW), give (OH, OW) windows. ``windows`` shows
+them all as one strided view, no copy; ``fold`` is its adjoint, adding window
+values back where they were read; ``window_positions`` lets an op loop over the
+KH*KW kernel offsets (4 for a 2x2 pool, 9 for a 3x3 conv), each a whole-array
+strided operation, instead of over pixels.
+
+Padding is given per side, ``((top, bottom), (left, right))``: PyTorch pads
+symmetrically, except for ``padding='same'`` with an even kernel and for
+``ceil_mode`` pools, which add the extra row or column at the bottom and right.
 """
 from .. import backend
 
+ONE = (1, 1)
+
 
 def pair(value):
-    return (value, value) if isinstance(value, int) else tuple(value)
+    """An int or a one-element sequence for both axes, or a pair as it is (PyTorch's rule)."""
+    if isinstance(value, int):
+        return value, value
+    value = tuple(value)
+    return value * 2 if len(value) == 1 else value
 
 
-def windows(x, kernel, stride):
+def sides(padding):
+    """(PH, PW) or an int -> ((PH, PH), (PW, PW)); per-side padding passes through."""
+    padding = pair(padding)
+    if isinstance(padding[0], int):
+        return (padding[0], padding[0]), (padding[1], padding[1])
+    return tuple(tuple(side) for side in padding)
+
+
+def output_size(size, kernel, stride, dilation=1):
+    """How many windows of a dilated kernel fit in ``size`` (already padded) at ``stride``."""
+    return (size - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def windows(x, kernel, stride, dilation=ONE):
     """Every kernel-sized window of x (N, C, H, W) as a view (N, C, KH, KW, OH, OW); no copy."""
     n, c, h, w = x.shape
-    (kh, kw), (sh, sw) = kernel, stride
-    out_h, out_w = (h - kh) // sh + 1, (w - kw) // sw + 1
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    out_h, out_w = output_size(h, kh, sh, dh), output_size(w, kw, sw, dw)
     s_n, s_c, s_h, s_w = x.strides
     return backend.as_strided(x, (n, c, kh, kw, out_h, out_w),
-                              (s_n, s_c, s_h, s_w, s_h * sh, s_w * sw))
+                              (s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw))
 
 
-def window_positions(kernel, stride, out_size):
+def window_positions(kernel, stride, out_size, dilation=ONE):
     """For each kernel offset (i, j): the slice of the input it reads across all windows.
 
     Looping over the KH*KW offsets (4 for a 2x2 pool, 9 for a 3x3 conv), each a
     whole-array strided op, is how pooling and col2im avoid Python loops over pixels.
     """
-    (kh, kw), (sh, sw), (out_h, out_w) = kernel, stride, out_size
+    (kh, kw), (sh, sw), (out_h, out_w), (dh, dw) = kernel, stride, out_size, dilation
     for i in range(kh):
         for j in range(kw):
-            yield i, j, (slice(None), slice(None),
-                         slice(i, i + sh * (out_h - 1) + 1, sh), slice(j, j + sw * (out_w - 1) + 1, sw))
+            yield i, j, (slice(None), slice(None), slice(i * dh, i * dh + sh * (out_h - 1) + 1, sh),
+                         slice(j * dw, j * dw + sw * (out_w - 1) + 1, sw))
 
 
-def fold(cols, input_shape, stride):
+def fold(cols, input_shape, stride, dilation=ONE):
     """The adjoint of ``windows``: add every window's values back where they were read.
 
     cols (A, B, KH, KW, OH, OW) -> (A, B, H, W), for (A, B) = (N, C) or (C, N).
     """
     out = backend.array_module(cols).zeros(input_shape, dtype=cols.dtype)
-    for i, j, where in window_positions(cols.shape[2:4], stride, cols.shape[4:]):
+    for i, j, where in window_positions(cols.shape[2:4], stride, cols.shape[4:], dilation):
         out[where] += cols[:, :, i, j]
     return out
 
 
-def pad(x, padding, value=0.0):
-    ph, pw = padding
-    if ph == 0 and pw == 0:
+def _grow(x, sides, value=0.0):
+    (top, bottom), (left, right) = sides
+    if top == bottom == left == right == 0:
         return x
-    return backend.array_module(x).pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+    return backend.array_module(x).pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
+
+
+def _shrink(x, sides):
+    (top, bottom), (left, right) = sides
+    return x[:, :, top:x.shape[2] - bottom, left:x.shape[3] - right]
+
+
+def _split(padding):
+    """(the positive sides, the negative sides as counts): a negative side crops instead of padding."""
+    return (tuple(tuple(max(side, 0) for side in axis) for axis in padding),
+            tuple(tuple(max(-side, 0) for side in axis) for axis in padding))
+
+
+def pad(x, padding, value=0.0):
+    """x (N, C, H, W) with ``padding`` = ((top, bottom), (left, right)) rows and columns of ``value`` added.
+
+    A negative side removes rows or columns instead: conv_transpose2d's
+    output_padding beyond its padding leaves the last rows out of every window.
+    """
+    grow, shrink = _split(padding)
+    return _grow(_shrink(x, shrink), grow, value)
 
 
 def unpad(x, padding):
-    ph, pw = padding
-    return x[:, :, ph:x.shape[2] - ph, pw:x.shape[3] - pw]
+    """The inner part of a padded x: ``pad``'s rows and columns cut off again (zeros where ``pad`` cropped)."""
+    grow, shrink = _split(padding)
+    return _shrink(_grow(x, shrink), grow)
 
 
-def check_4d(op, x, kernel, padding):
-    if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
-    height, width = x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]
-    if kernel[0] > height or kernel[1] > width:
-        raise ValueError(f"{op}: kernel {kernel} is larger than the padded input ({height}, {width})")
+def check_kernel_fits(op, x, kernel, padding, dilation=ONE):
+    (top, bottom), (left, right) = padding
+    height, width = x.shape[2] + top + bottom, x.shape[3] + left + right
+    reach = (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1)
+    if reach[0] > height or reach[1] > width:
+        raise ValueError(f"{op}: kernel {tuple(kernel)} (dilation {tuple(dilation)}) is larger than "
+                         f"the padded input ({height}, {width})")
+
+
+def with_batch_axis(op, input, run):
+    """``run`` on a 4-D input (N, C, H, W); a 3-D (C, H, W) one runs as a batch of one, as PyTorch allows.
+
+    ``run`` returns a tensor or a tuple of tensors (values and indices); each
+    loses the batch axis again for an unbatched input.
+    """
+    if input.ndim == 4:
+        return run(input)
+    if input.ndim != 3:
+        raise ValueError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
+    result = run(input.reshape((1,) + input.shape))
+    if isinstance(result, tuple):
+        return tuple(value.reshape(value.shape[1:]) for value in result)
+    return result.reshape(result.shape[1:])
