@@ -1,9 +1,8 @@
 """PyTorch's own sample inputs, run through every op and layer minigrad claims (tests/torch_samples.py).
 
 No sample may give a different value or gradient, none may raise where PyTorch
-answers, and at least 97% of the in-scope samples of the ops and layers that
-this half of the table covers must run (the convolution and pooling rows list
-options still missing; their share is printed, not asserted).
+answers, and at least 97% of the in-scope samples of every family of ops and
+layers must run.
 """
 import pytest
 
@@ -29,7 +28,8 @@ def test_no_sample_raises_where_pytorch_answers(results):
     assert not raised, "\n".join(raised[:30])
 
 
-@pytest.mark.parametrize("family", ["tensor api", "reductions", "shapes", "activations", "losses", "layers"])
+@pytest.mark.parametrize("family", ["tensor api", "reductions", "shapes", "activations", "losses", "layers",
+                                    "conv/pool"])
 def test_at_least_97_percent_of_the_samples_run(results, family):
     chosen = [r for r in results if r.family == family]
     assert len(chosen) > 20

@@ -49,15 +49,6 @@ class Claim:
     skip: object = None  # skip(input, kwargs) -> the reason a sample is out of reach today, or None
 
 
-def _unbatched_or_string_padding(input, kwargs):
-    """What conv2d and the pools cannot take today: an unbatched (C, H, W) input, padding='same'/'valid'."""
-    if isinstance(kwargs.get("padding"), str):
-        return f"option padding={kwargs['padding']!r}"
-    if input is not None and input.ndim == 3:
-        return "unbatched (C, H, W) input"
-    return None
-
-
 OPS = {
     # tensor API
     "add": Claim("tensor api", mg.add), "sub": Claim("tensor api", mg.sub),
@@ -111,15 +102,14 @@ OPS = {
     "nn.functional.embedding": Claim("layers", lambda weight, indices, **options: F.embedding(indices, weight,
                                                                                                **options),
                                      {"scale_grad_by_freq": False, "sparse": False}),
-    # convolution and pooling: the options that exist today
-    "nn.functional.conv2d": Claim("conv/pool", F.conv2d, {"groups": 1, "dilation": 1},
-                                  skip=_unbatched_or_string_padding),
-    "nn.functional.max_pool2d": Claim("conv/pool", F.max_pool2d,
-                                      {"dilation": 1, "ceil_mode": False, "return_indices": False},
-                                      skip=_unbatched_or_string_padding),
-    "nn.functional.avg_pool2d": Claim("conv/pool", F.avg_pool2d,
-                                      {"ceil_mode": False, "count_include_pad": True, "divisor_override": None},
-                                      skip=_unbatched_or_string_padding),
+    # convolution and pooling
+    "nn.functional.conv2d": Claim("conv/pool", F.conv2d),
+    "nn.functional.conv_transpose2d": Claim("conv/pool", F.conv_transpose2d),
+    "nn.functional.max_pool2d": Claim("conv/pool", F.max_pool2d),
+    "nn.functional.max_unpool2d": Claim("conv/pool", F.max_unpool2d),
+    "nn.functional.avg_pool2d": Claim("conv/pool", F.avg_pool2d),
+    "nn.functional.adaptive_avg_pool2d": Claim("conv/pool", F.adaptive_avg_pool2d),
+    "nn.functional.pad": Claim("conv/pool", F.pad),
 }
 
 # avg_pool2d's samples pass its options positionally: (kernel, stride, padding, ceil_mode, count_include_pad, divisor)
@@ -140,13 +130,10 @@ MODULES = {
     "BCEWithLogitsLoss": Claim("losses", mg.nn.BCEWithLogitsLoss), "MSELoss": Claim("losses", mg.nn.MSELoss),
     "L1Loss": Claim("losses", mg.nn.L1Loss), "SmoothL1Loss": Claim("losses", mg.nn.SmoothL1Loss),
     "HuberLoss": Claim("losses", mg.nn.HuberLoss),
-    "Conv2d": Claim("conv/pool", mg.nn.Conv2d, {"groups": 1, "dilation": 1, "padding_mode": "zeros"},
-                    skip=_unbatched_or_string_padding),
-    "MaxPool2d": Claim("conv/pool", mg.nn.MaxPool2d, {"dilation": 1, "ceil_mode": False, "return_indices": False},
-                       skip=_unbatched_or_string_padding),
-    "AvgPool2d": Claim("conv/pool", mg.nn.AvgPool2d,
-                       {"ceil_mode": False, "count_include_pad": True, "divisor_override": None},
-                       skip=_unbatched_or_string_padding),
+    "Conv2d": Claim("conv/pool", mg.nn.Conv2d), "ConvTranspose2d": Claim("conv/pool", mg.nn.ConvTranspose2d),
+    "MaxPool2d": Claim("conv/pool", mg.nn.MaxPool2d), "MaxUnpool2d": Claim("conv/pool", mg.nn.MaxUnpool2d),
+    "AvgPool2d": Claim("conv/pool", mg.nn.AvgPool2d),
+    "AdaptiveAvgPool2d": Claim("conv/pool", mg.nn.AdaptiveAvgPool2d),
 }
 MODULE_POSITIONAL_OPTIONS = {
     "Conv2d": ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias",
