@@ -11,7 +11,7 @@ import pytest
 
 import minigrad as mg
 import minigrad.nn.functional as F
-from minigrad.nn import batchnorm, cpu_fast
+from minigrad.nn import batchnorm, cpu_fast, pooling
 from minigrad import parallel
 
 
@@ -168,6 +168,12 @@ def test_max_pool_matches_the_engine_ties_included(threads, shape, kernel, strid
     np.testing.assert_array_equal(best, expected)
     fast = cpu_fast.max_pool2d_backward(grad, winner, shape, (kernel, kernel), (stride, stride))
     np.testing.assert_array_equal(fast, grad_x)
+    # and against the twins the engine runs for padded or dilated pools
+    options = ((kernel, kernel), (stride, stride), ((0, 0), (0, 0)), (1, 1))
+    twin_best, twin_winner = pooling.max_of_windows(values, *options)
+    np.testing.assert_array_equal(best, twin_best)
+    np.testing.assert_array_equal(winner, twin_winner)
+    np.testing.assert_array_equal(fast, pooling.scatter_to_winners(grad, winner, shape, *options))
 
 
 def test_relu_gives_the_engines_bits(threads):

@@ -78,22 +78,29 @@ class Conv2d(Function):
     def backward(self, grad):
         x, weight = self.inputs[:2]
         need_x, need_weight, need_bias = (self.needs_input_grad + (False,))[:3]
-        grad_x = Conv2dInputGrad.apply(grad, weight, input_shape=x.shape, **self.geometry) if need_x else None
-        grad_weight = (Conv2dWeightGrad.apply(x, grad, weight_shape=weight.shape, cols=self.cols, **self.geometry)
-                       if need_weight else None)
+        # one transposing copy of g, shared by the two gradient ops
+        matrix = _grad_matrix(grad.data) if need_x or need_weight else None
+        grad_x = (Conv2dInputGrad.apply(grad, weight, input_shape=x.shape, grad_matrix=matrix, **self.geometry)
+                  if need_x else None)
+        grad_weight = (Conv2dWeightGrad.apply(x, grad, weight_shape=weight.shape, cols=self.cols, grad_matrix=matrix,
+                                              **self.geometry) if need_weight else None)
         grad_bias = grad.sum(axis=(0, 2, 3)) if need_bias else None
         return grad_x, grad_weight, grad_bias
 
 
 class Conv2dInputGrad(Function):
-    """gx (N, C, H, W) = the fold of W^T g: the gradient of conv2d with respect to its input."""
+    """gx (N, C, H, W) = the fold of W^T g: the gradient of conv2d with respect to its input.
 
-    def forward(self, grad, weight, input_shape, stride, padding, dilation=ONE, groups=1):
+    ``grad_matrix`` is g as (O, N*OH*OW) when the caller already has it.
+    """
+
+    def forward(self, grad, weight, input_shape, stride, padding, dilation=ONE, groups=1, grad_matrix=None):
         out_channels, _, kh, kw = weight.shape
         n, _, out_h, out_w = grad.shape
         in_channels = input_shape[1]
         weight_t = _by_group(weight.reshape(out_channels, -1), groups).transpose(0, 2, 1)
-        grad_cols = weight_t @ _by_group(_grad_matrix(grad), groups)
+        matrix = _grad_matrix(grad) if grad_matrix is None else grad_matrix
+        grad_cols = weight_t @ _by_group(matrix, groups)
         # Fold channel-major, (C, N, H, W): each offset's add then reads a contiguous
         # (N, OH, OW) block per channel of grad_cols; one transposing copy ends it.
         grad_cols = grad_cols.reshape(in_channels, kh, kw, n, out_h, out_w).transpose(0, 3, 1, 2, 4, 5)
@@ -114,15 +121,17 @@ class Conv2dInputGrad(Function):
 class Conv2dWeightGrad(Function):
     """gW (O, C/G, KH, KW) = g cols^T: the gradient of conv2d with respect to its weight.
 
-    ``cols`` is x's im2col matrix when the caller already has it (conv2d's forward made it).
+    ``cols`` is x's im2col matrix and ``grad_matrix`` g as (O, N*OH*OW), when the caller already
+    has them (conv2d's forward made cols; its backward shares grad_matrix with the input gradient).
     """
 
-    def forward(self, x, grad, weight_shape, stride, padding, dilation=ONE, groups=1, cols=None):
+    def forward(self, x, grad, weight_shape, stride, padding, dilation=ONE, groups=1, cols=None, grad_matrix=None):
         if cols is None:
             cols = _im2col(x, weight_shape[2:], stride, padding, dilation)[0]
         self.geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
         # (cols @ g^T)^T: OpenBLAS runs this layout 1.5-2.5x faster than g @ cols^T
-        grad_t = _by_group(_grad_matrix(grad), groups).transpose(0, 2, 1)
+        matrix = _grad_matrix(grad) if grad_matrix is None else grad_matrix
+        grad_t = _by_group(matrix, groups).transpose(0, 2, 1)
         return (_by_group(cols, groups) @ grad_t).transpose(0, 2, 1).reshape(weight_shape)
 
     def backward(self, grad_of_gw):  # d/dx = input gradient of (g, k), d/dg = conv2d(x, k)

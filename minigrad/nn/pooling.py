@@ -25,6 +25,7 @@ import numpy as np
 from .. import backend
 from ..function import Function
 from ..tensor import Tensor
+from . import cpu_fast
 from .windows import ONE, pad, pair, unpad, window_positions, windows, with_batch_axis
 
 
@@ -47,6 +48,48 @@ def _flat_indices(winner, input_shape, kernel_size, stride, padding, dilation):
     return rows * input_shape[3] + cols
 
 
+def max_of_windows(x, kernel_size, stride, padding, dilation):
+    """(best, winner) of every window: its maximum, and the offset i * KW + j of its first maximum."""
+    xp = _xp(x)
+    view = windows(pad(x, padding, value=-np.inf), kernel_size, stride, dilation)
+    best = view[:, :, 0, 0].copy()
+    winner = xp.zeros(best.shape, dtype=np.int16)
+    for i, j, _ in window_positions(kernel_size, stride, best.shape[2:], dilation):
+        if i == j == 0:
+            continue
+        candidate = view[:, :, i, j]
+        better = candidate > best  # strictly: the first maximum keeps the gradient
+        xp.maximum(best, candidate, out=best)
+        # Offsets come in increasing order, so the last strict improvement has the largest
+        # offset: a maximum, which is faster than where() or copyto(where=).
+        xp.maximum(winner, better * np.int16(i * kernel_size[1] + j), out=winner)
+    return best, winner
+
+
+def scatter_to_winners(grad, winner, input_shape, kernel_size, stride, padding, dilation):
+    """gx (N, C, H, W): each window's gradient added to the input that won it."""
+    xp = _xp(grad)
+    n, c, height, width = input_shape
+    (top, bottom), (left, right) = padding
+    out = xp.zeros((n, c, height + top + bottom, width + left + right), dtype=grad.dtype)
+    overlapping = (stride[0] < dilation[0] * (kernel_size[0] - 1) + 1
+                   or stride[1] < dilation[1] * (kernel_size[1] - 1) + 1)
+    for i, j, where in window_positions(kernel_size, stride, grad.shape[2:], dilation):
+        chosen = winner == i * kernel_size[1] + j
+        if overlapping:
+            out[where] += grad * chosen
+        else:  # each input is in one window at most: write the product in place, no add
+            xp.multiply(grad, chosen, out=out[where])
+    return unpad(out, padding)
+
+
+def _fast_cpu_path(array, padding, dilation):
+    """The common case, a NumPy array with no padding or dilation, runs the same operations in
+    cache-sized chunks on the thread pool (nn/cpu_fast.py; tests/test_cpu_fast.py compares them
+    with the twins above)."""
+    return type(array) is np.ndarray and padding == ((0, 0), (0, 0)) and tuple(dilation) == ONE
+
+
 class MaxPool2d(Function):
     """The maximum of each window; its gradient goes to the first maximal input (PyTorch's choice).
 
@@ -54,19 +97,10 @@ class MaxPool2d(Function):
     """
 
     def forward(self, x, kernel_size, stride, padding, dilation=ONE, indices_out=None):
-        xp = _xp(x)
-        view = windows(pad(x, padding, value=-np.inf), kernel_size, stride, dilation)
-        best = view[:, :, 0, 0].copy()
-        winner = xp.zeros(best.shape, dtype=np.int16)  # the offset i * KW + j of each window's maximum
-        for i, j, _ in window_positions(kernel_size, stride, best.shape[2:], dilation):
-            if i == j == 0:
-                continue
-            candidate = view[:, :, i, j]
-            better = candidate > best  # strictly: the first maximum keeps the gradient
-            xp.maximum(best, candidate, out=best)
-            # Offsets come in increasing order, so the last strict improvement has the largest
-            # offset: a maximum, which is faster than where() or copyto(where=).
-            xp.maximum(winner, better * np.int16(i * kernel_size[1] + j), out=winner)
+        if _fast_cpu_path(x, padding, dilation):
+            best, winner = cpu_fast.max_pool2d_forward(x, kernel_size, stride)
+        else:
+            best, winner = max_of_windows(x, kernel_size, stride, padding, dilation)
         self.pool = dict(winner=winner, input_shape=x.shape, kernel_size=kernel_size, stride=stride,
                          padding=padding, dilation=dilation)
         if indices_out is not None:
@@ -81,20 +115,10 @@ class MaxPool2dScatter(Function):
     """gx (N, C, H, W): each window's g added to the input that won it (the max pool's gradient)."""
 
     def forward(self, grad, winner, input_shape, kernel_size, stride, padding, dilation=ONE):
-        xp = _xp(grad)
-        n, c, height, width = input_shape
-        (top, bottom), (left, right) = padding
-        out = xp.zeros((n, c, height + top + bottom, width + left + right), dtype=grad.dtype)
-        overlapping = (stride[0] < dilation[0] * (kernel_size[0] - 1) + 1
-                       or stride[1] < dilation[1] * (kernel_size[1] - 1) + 1)
-        for i, j, where in window_positions(kernel_size, stride, grad.shape[2:], dilation):
-            chosen = winner == i * kernel_size[1] + j
-            if overlapping:
-                out[where] += grad * chosen
-            else:  # each input is in one window at most: write the product in place, no add
-                xp.multiply(grad, chosen, out=out[where])
         self.pool = dict(winner=winner, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation)
-        return unpad(out, padding)
+        if _fast_cpu_path(grad, padding, dilation):
+            return cpu_fast.max_pool2d_backward(grad, winner, input_shape, kernel_size, stride)
+        return scatter_to_winners(grad, winner, input_shape, kernel_size, stride, padding, dilation)
 
     def backward(self, grad_of_gx):
         return MaxPool2dGather.apply(grad_of_gx, **self.pool)
