@@ -42,21 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minigrad as mg  # noqa: E402
 import minigrad.nn as nn  # noqa: E402
 import minigrad.nn.functional as F  # noqa: E402
-from benchmarks.machine import cpu_name  # noqa: E402
+from benchmarks.machine import cpu_name, median_ms  # noqa: E402
 
 torch.set_num_threads(args.threads)
 BATCH = 128
-
-
-def median_ms(step, repeats):
-    for _ in range(5):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def interleaved_ms(ours, theirs, rounds, steps_per_round=3):

@@ -89,17 +89,6 @@ def twins(name, depth, width):
     return ours, theirs
 
 
-def median_step_ms(step, steps, warmup=3):
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return 1e3 * float(np.median(times))
-
-
 def steps(ours, theirs, images, labels):
     import minigrad as mg
     our_optimizer = mg.optim.SGD(ours.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
@@ -122,7 +111,7 @@ def main(args):
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import minigrad as mg
-    from benchmarks.machine import cpu_name
+    from benchmarks.machine import cpu_name, median_ms
 
     mg.manual_seed(0)
     torch.manual_seed(0)
@@ -133,8 +122,8 @@ def main(args):
     rounds = 4  # alternate, so that a busy neighbour slows both frameworks alike
     ours_times, theirs_times = [], []
     for _ in range(rounds):
-        ours_times.append(median_step_ms(ours_step, max(1, args.steps // rounds)))
-        theirs_times.append(median_step_ms(theirs_step, max(1, args.steps // rounds)))
+        ours_times.append(median_ms(ours_step, max(1, args.steps // rounds), warmup=3))
+        theirs_times.append(median_ms(theirs_step, max(1, args.steps // rounds), warmup=3))
     ours_ms, theirs_ms = float(np.median(ours_times)), float(np.median(theirs_times))
     name = f"resnet depth {args.depth} width {args.width}" if args.model == "resnet" else f"mobilenet width {args.width}"
     print(f"\nCPU: {cpu_name()}, {args.threads} thread(s), batch 128, 1x28x28")

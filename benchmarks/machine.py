@@ -1,5 +1,7 @@
-"""What the benchmarks record about the CPU they ran on."""
+"""What the benchmarks record about the CPU they ran on, and how they time a step."""
 import platform
+import statistics
+import time
 
 
 def cpu_name():
@@ -12,3 +14,15 @@ def cpu_name():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def median_ms(step, repeats, warmup=5):
+    """The median wall time of ``step()`` in milliseconds, over ``repeats`` calls after ``warmup``."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
