@@ -23,7 +23,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=("resnet", "mobilenet"), default="resnet")
     parser.add_argument("--depth", type=int, default=8, help="resnet depth, 6n + 2 (default: 8, train.py's)")
-    parser.add_argument("--width", type=int, default=16, help="channels of the first stage (default: 16)")
+    parser.add_argument("--width", type=int, default=24, help="channels of the first stage (default: 24, train.py's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per framework, alternating in rounds")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "resnet_cpu.json"))

@@ -90,7 +90,7 @@ class ResNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
 
-def resnet(depth=8, width=16):
+def resnet(depth=8, width=24):
     """A CIFAR-style ResNet for 1x28x28 images (depth 20 = ResNet-20); the default is small enough for a CPU."""
     return ResNet(depth, width)
 
