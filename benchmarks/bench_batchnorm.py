@@ -25,7 +25,6 @@ import platform
 import re
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import minigrad as mg  # noqa: E402
-from benchmarks.machine import cpu_name  # noqa: E402
+from benchmarks.machine import cpu_name, median_ms  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GPU_SHAPES = [(32, 64, 112, 112), (256, 256, 14, 14), (128, 2048, 7, 7), (8192, 1024), (20, 1, 1000, 1000),
@@ -216,16 +215,6 @@ def run_gpu(arguments):
 
 
 # ----- CPU: the NumPy path against torch -------------------------------------------------
-def _median_seconds(function, reps):
-    function()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def run_cpu(arguments):
     import torch
     reps = arguments.reps or (5 if arguments.quick else 20)
@@ -248,13 +237,13 @@ def run_cpu(arguments):
     rows = []
     megabytes = 4 * math.prod(CPU_SHAPE) / 1e6
     for name, (ours_call, theirs_call) in cases.items():
-        rows.append({"shape": list(CPU_SHAPE), "pass": name, "numpy_ms": 1000 * _median_seconds(ours_call, reps),
-                     "torch_cpu_ms": 1000 * _median_seconds(theirs_call, reps)})
+        rows.append({"shape": list(CPU_SHAPE), "pass": name, "numpy_ms": median_ms(ours_call, reps, warmup=1),
+                     "torch_cpu_ms": median_ms(theirs_call, reps, warmup=1)})
     ours.eval(), theirs.eval()
     with torch.no_grad(), mg.no_grad():
         rows.append({"shape": list(CPU_SHAPE), "pass": "eval forward",
-                     "numpy_ms": 1000 * _median_seconds(lambda: ours(mg.tensor(x)), reps),
-                     "torch_cpu_ms": 1000 * _median_seconds(lambda: theirs(torch.tensor(x)), reps)})
+                     "numpy_ms": median_ms(lambda: ours(mg.tensor(x)), reps, warmup=1),
+                     "torch_cpu_ms": median_ms(lambda: theirs(torch.tensor(x)), reps, warmup=1)})
     for row in rows:
         row["numpy_over_torch"] = row["numpy_ms"] / row["torch_cpu_ms"]
         print(f"| {tuple(row['shape'])} | {row['pass']} | {row['numpy_ms']:.2f} ms | {row['torch_cpu_ms']:.2f} ms | "
