@@ -1,50 +1,104 @@
 """2-D convolution (cross-correlation, as PyTorch computes it), its two gradient ops, and its transpose.
 
-For x (N, C, H, W), weight (O, C/G, KH, KW) and bias (O,), ``conv2d`` is one
-GEMM over the im2col matrix of x's windows, batched over the G groups:
+For x (N, C, H, W), weight (O, C/G, KH, KW) and bias (O,), ``conv2d`` is, for
+each image n, one GEMM over the im2col matrix of its windows, batched over the
+G groups:
 
-    out (G, O/G, N*OH*OW) = weight (G, O/G, C/G*KH*KW) @ cols (G, C/G*KH*KW, N*OH*OW)
+    out[n] (G, O/G, OH*OW) = weight (G, O/G, C/G*KH*KW) @ cols[n] (G, C/G*KH*KW, OH*OW)
 
-(G = 1 is the ordinary convolution, G = C the depthwise one). The three maps
-are bilinear and share one form, B(x, W, g) = <conv2d(x, W), g>:
+(G = 1 is the ordinary convolution, G = C the depthwise one). out[n] is then
+already image n's (O, OH, OW) block of the NCHW output, so nothing is
+transposed. The three maps are bilinear and share one form,
+B(x, W, g) = <conv2d(x, W), g>:
 
-- ``Conv2d``:           conv2d(x, W)               = dB/dg
-- ``Conv2dInputGrad``:  gx = W^T g, folded (col2im) = dB/dx  (a transposed convolution)
-- ``Conv2dWeightGrad``: gW = g cols^T              = dB/dW
+- ``Conv2d``:           conv2d(x, W)                 = dB/dg
+- ``Conv2dInputGrad``:  gx = W^T g[n], folded (col2im) = dB/dx  (a transposed convolution)
+- ``Conv2dWeightGrad``: gW = sum over n of g[n] cols[n]^T = dB/dW
 
 so the derivative of each is written with the other two, and every order of
 derivative stays within these three ops. ``conv_transpose2d`` is
 ``Conv2dInputGrad`` applied to an input instead of a gradient.
+
+On the CPU each op walks the batch in chunks of a few images (``_batches``):
+one chunk's im2col matrix (about CHUNK_BYTES) is written and read again by
+the GEMM while it is still in the cache, and no op keeps a whole-batch im2col
+matrix (the weight gradient makes its chunks again). On a GPU the whole batch
+is one chunk.
 
 Every op takes the same geometry: ``stride`` and ``dilation`` pairs, ``padding``
 per side ((top, bottom), (left, right)) and ``groups``.
 """
 from .. import backend
 from ..function import Function
-from .windows import ONE, check_kernel_fits, fold, pad, pair, sides, unpad, windows, with_batch_axis
+from .windows import ONE, check_kernel_fits, fold, pad_into, pair, sides, unpad, windows, with_batch_axis
+
+CHUNK_BYTES = 1 << 20  # one chunk's im2col matrix: about half of a core's L2 cache
+# The weight gradient's GEMMs sum over output pixels: an image with fewer than this many is too
+# short a sum for OpenBLAS to run at speed, so a chunk's images are then put side by side.
+MIN_GEMM_DEPTH = 256
 
 
 def _xp(array):
     return backend.array_module(array)
 
 
-def _im2col(x, kernel, stride, padding, dilation):
-    """(cols (C*KH*KW, N*OH*OW), (OH, OW)) of x (N, C, H, W)."""
-    view = windows(pad(x, padding), kernel, stride, dilation)
-    n, c = x.shape[:2]
-    out_h, out_w = view.shape[4:]
-    cols = view.transpose(1, 2, 3, 0, 4, 5).reshape(c * kernel[0] * kernel[1], n * out_h * out_w)
-    return cols, (out_h, out_w)
+def _batches(array, bytes_per_image):
+    """Slices of the batch axis whose im2col matrices take about CHUNK_BYTES each (one slice on a GPU)."""
+    n = array.shape[0]
+    step = n if backend.is_cupy_array(array) else CHUNK_BYTES // max(1, bytes_per_image)
+    step = max(1, step)
+    return [slice(start, min(n, start + step)) for start in range(0, n, step)]
 
 
-def _grad_matrix(grad):
-    """grad (N, O, OH, OW) as (O, N*OH*OW), the layout of the GEMM's output."""
-    return grad.transpose(1, 0, 2, 3).reshape(grad.shape[1], -1)
+class Geometry:
+    """The shapes of one convolution, input (N, C, H, W), weight (O, C/G, KH, KW), output (N, O, OH, OW),
+    and the im2col matrices of its batch chunks."""
 
+    def __init__(self, input_shape, weight_shape, stride, padding, dilation, groups):
+        self.options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        (self.n, self.channels), (self.out_channels, _, kh, kw) = input_shape[:2], weight_shape
+        self.kernel = (kh, kw)
+        (top, bottom), (left, right) = padding
+        self.padded_size = (input_shape[2] + top + bottom, input_shape[3] + left + right)
+        self.out_size = tuple((size - d * (k - 1) - 1) // s + 1
+                              for size, k, s, d in zip(self.padded_size, self.kernel, stride, dilation))
+        self.pixels = self.out_size[0] * self.out_size[1]
+        self.rows = self.channels // groups * kh * kw  # one group's im2col rows
 
-def _by_group(matrix, groups):
-    """A (rows, columns) matrix as (groups, rows / groups, columns): each group's block of rows."""
-    return matrix.reshape(groups, matrix.shape[0] // groups, matrix.shape[1])
+    def chunks(self, array):
+        return _batches(array, self.groups * self.rows * self.pixels * array.itemsize)
+
+    def weight_by_group(self, weight):
+        """weight (O, C/G, KH, KW) as (G, O/G, C/G*KH*KW)."""
+        return weight.reshape(self.groups, self.out_channels // self.groups, self.rows)
+
+    def grad_by_group(self, grad):
+        """An output-shaped (B, O, OH, OW) array as (B, G, O/G, OH*OW)."""
+        return grad.reshape(grad.shape[0], self.groups, self.out_channels // self.groups, self.pixels)
+
+    def matrix_scratch(self, chunks, dtype, xp):
+        """Room for one chunk's im2col matrix, reused by every chunk while it is in the cache."""
+        return xp.empty((chunks[0].stop - chunks[0].start) * self.groups * self.rows * self.pixels, dtype=dtype)
+
+    def scratch(self, chunks, dtype, xp):
+        """One chunk's padded input (its border zeroed once) and its im2col matrix."""
+        size = chunks[0].stop - chunks[0].start
+        return xp.zeros((size, self.channels) + self.padded_size, dtype=dtype), self.matrix_scratch(chunks, dtype, xp)
+
+    def columns(self, x, scratch, side_by_side=False):
+        """im2col of a chunk x (B, C, H, W): (B, G, C/G*KH*KW, OH*OW), image b's windows as its columns;
+        ``side_by_side``: (G, C/G*KH*KW, B*OH*OW), the chunk's images next to each other."""
+        padded, flat = scratch
+        view = windows(pad_into(x, self.padding, padded[:len(x)]), self.kernel, self.stride, self.dilation)
+        if not side_by_side:  # view (B, C, KH, KW, OH, OW)
+            cols = flat[:view.size].reshape(view.shape)
+            cols[...] = view
+            return cols.reshape(len(x), self.groups, self.rows, self.pixels)
+        view = view.transpose(1, 2, 3, 0, 4, 5)
+        cols = flat[:view.size].reshape(view.shape)
+        cols[...] = view
+        return cols.reshape(self.groups, self.rows, -1)
 
 
 def _check_channels(x, weight, groups):
@@ -58,87 +112,92 @@ def _check_channels(x, weight, groups):
 
 
 class Conv2d(Function):
-    """Cross-correlation as one (batched over groups) GEMM: weight @ im2col."""
+    """Cross-correlation: for each image, weight @ its im2col matrix (batched over groups)."""
 
     def forward(self, x, weight, bias=None, stride=ONE, padding=((0, 0), (0, 0)), dilation=ONE, groups=1):
-        out_channels, _, kh, kw = weight.shape
         if x.ndim != 4:
             raise ValueError(f"conv2d: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {x.shape}")
         _check_channels(x, weight, groups)
-        check_kernel_fits("conv2d", x, (kh, kw), padding, dilation)
-        cols, (out_h, out_w) = _im2col(x, (kh, kw), stride, padding, dilation)
-        out = _by_group(weight.reshape(out_channels, -1), groups) @ _by_group(cols, groups)
-        out = _xp(x).ascontiguousarray(out.reshape(out_channels, x.shape[0], out_h, out_w).transpose(1, 0, 2, 3))
+        check_kernel_fits("conv2d", x, weight.shape[2:], padding, dilation)
+        xp, shape = _xp(x), Geometry(x.shape, weight.shape, stride, padding, dilation, groups)
+        self.options = shape.options
+        matrix = shape.weight_by_group(weight)
+        out = xp.empty((shape.n, groups, shape.out_channels // groups, shape.pixels), dtype=x.dtype)
+        chunks = shape.chunks(x)
+        scratch = shape.scratch(chunks, x.dtype, xp)
+        for batch in chunks:
+            xp.matmul(matrix, shape.columns(x[batch], scratch), out=out[batch])
+        out = out.reshape((shape.n, shape.out_channels) + shape.out_size)
         if bias is not None:
             out += bias.reshape(1, -1, 1, 1)
-        self.cols = cols  # for the weight gradient
-        self.geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
         return out
 
     def backward(self, grad):
         x, weight = self.inputs[:2]
         need_x, need_weight, need_bias = (self.needs_input_grad + (False,))[:3]
-        # one transposing copy of g, shared by the two gradient ops
-        matrix = _grad_matrix(grad.data) if need_x or need_weight else None
-        grad_x = (Conv2dInputGrad.apply(grad, weight, input_shape=x.shape, grad_matrix=matrix, **self.geometry)
-                  if need_x else None)
-        grad_weight = (Conv2dWeightGrad.apply(x, grad, weight_shape=weight.shape, cols=self.cols, grad_matrix=matrix,
-                                              **self.geometry) if need_weight else None)
+        grad_x = Conv2dInputGrad.apply(grad, weight, input_shape=x.shape, **self.options) if need_x else None
+        grad_weight = (Conv2dWeightGrad.apply(x, grad, weight_shape=weight.shape, **self.options)
+                       if need_weight else None)
         grad_bias = grad.sum(axis=(0, 2, 3)) if need_bias else None
         return grad_x, grad_weight, grad_bias
 
 
 class Conv2dInputGrad(Function):
-    """gx (N, C, H, W) = the fold of W^T g: the gradient of conv2d with respect to its input.
+    """gx (N, C, H, W) = the fold of W^T g: the gradient of conv2d with respect to its input."""
 
-    ``grad_matrix`` is g as (O, N*OH*OW) when the caller already has it.
-    """
-
-    def forward(self, grad, weight, input_shape, stride, padding, dilation=ONE, groups=1, grad_matrix=None):
-        out_channels, _, kh, kw = weight.shape
-        n, _, out_h, out_w = grad.shape
-        in_channels = input_shape[1]
-        weight_t = _by_group(weight.reshape(out_channels, -1), groups).transpose(0, 2, 1)
-        matrix = _grad_matrix(grad) if grad_matrix is None else grad_matrix
-        grad_cols = weight_t @ _by_group(matrix, groups)
-        # Fold channel-major, (C, N, H, W): each offset's add then reads a contiguous
-        # (N, OH, OW) block per channel of grad_cols; one transposing copy ends it.
-        grad_cols = grad_cols.reshape(in_channels, kh, kw, n, out_h, out_w).transpose(0, 3, 1, 2, 4, 5)
-        (top, bottom), (left, right) = padding
-        height, width = input_shape[2] + top + bottom, input_shape[3] + left + right
-        grad_x = fold(grad_cols, (in_channels, n, height, width), stride, dilation)
-        self.geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-        return _xp(grad).ascontiguousarray(unpad(grad_x, padding).transpose(1, 0, 2, 3))
+    def forward(self, grad, weight, input_shape, stride, padding, dilation=ONE, groups=1):
+        xp, shape = _xp(grad), Geometry(input_shape, weight.shape, stride, padding, dilation, groups)
+        self.options = shape.options
+        matrix_t = shape.weight_by_group(weight).transpose(0, 2, 1)  # (G, C/G*KH*KW, O/G)
+        grad_x = xp.zeros((shape.n, shape.channels) + shape.padded_size, dtype=grad.dtype)
+        chunks = shape.chunks(grad)
+        flat = shape.matrix_scratch(chunks, grad.dtype, xp)
+        for batch in chunks:
+            grad_cols = flat[:(batch.stop - batch.start) * groups * shape.rows * shape.pixels]
+            grad_cols = xp.matmul(matrix_t, shape.grad_by_group(grad[batch]),
+                                  out=grad_cols.reshape(-1, groups, shape.rows, shape.pixels))
+            fold(grad_cols.reshape((-1, shape.channels) + shape.kernel + shape.out_size), grad_x[batch],
+                 stride, dilation)
+        return xp.ascontiguousarray(unpad(grad_x, padding))
 
     def backward(self, grad_of_gx):  # d/dg = conv2d(h, W), d/dW = weight gradient of (h, g)
         grad, weight = self.inputs
         need_grad, need_weight = self.needs_input_grad
-        return (Conv2d.apply(grad_of_gx, weight, **self.geometry) if need_grad else None,
-                Conv2dWeightGrad.apply(grad_of_gx, grad, weight_shape=weight.shape, **self.geometry)
+        return (Conv2d.apply(grad_of_gx, weight, **self.options) if need_grad else None,
+                Conv2dWeightGrad.apply(grad_of_gx, grad, weight_shape=weight.shape, **self.options)
                 if need_weight else None)
 
 
 class Conv2dWeightGrad(Function):
-    """gW (O, C/G, KH, KW) = g cols^T: the gradient of conv2d with respect to its weight.
+    """gW (O, C/G, KH, KW) = sum over images of g[n] cols[n]^T: the gradient of conv2d with respect to its weight.
 
-    ``cols`` is x's im2col matrix and ``grad_matrix`` g as (O, N*OH*OW), when the caller already
-    has them (conv2d's forward made cols; its backward shares grad_matrix with the input gradient).
+    The im2col matrices are made again, chunk by chunk, rather than kept from the forward.
+    Images of fewer than MIN_GEMM_DEPTH output pixels are too short for a GEMM on their own:
+    a chunk's images then go side by side into one GEMM.
     """
 
-    def forward(self, x, grad, weight_shape, stride, padding, dilation=ONE, groups=1, cols=None, grad_matrix=None):
-        if cols is None:
-            cols = _im2col(x, weight_shape[2:], stride, padding, dilation)[0]
-        self.geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-        # (cols @ g^T)^T: OpenBLAS runs this layout 1.5-2.5x faster than g @ cols^T
-        matrix = _grad_matrix(grad) if grad_matrix is None else grad_matrix
-        grad_t = _by_group(matrix, groups).transpose(0, 2, 1)
-        return (_by_group(cols, groups) @ grad_t).transpose(0, 2, 1).reshape(weight_shape)
+    def forward(self, x, grad, weight_shape, stride, padding, dilation=ONE, groups=1):
+        xp, shape = _xp(x), Geometry(x.shape, weight_shape, stride, padding, dilation, groups)
+        self.options = shape.options
+        side_by_side = shape.pixels < MIN_GEMM_DEPTH
+        # summed as gW^T (G, C/G*KH*KW, O/G): OpenBLAS runs cols @ g^T faster than g @ cols^T
+        grad_weight_t = xp.zeros((groups, shape.rows, shape.out_channels // groups), dtype=x.dtype)
+        chunks = shape.chunks(x)
+        scratch = shape.scratch(chunks, x.dtype, xp)
+        for batch in chunks:
+            cols, chunk_grad = shape.columns(x[batch], scratch, side_by_side), shape.grad_by_group(grad[batch])
+            if side_by_side:  # g as (G, O/G, B*OH*OW), the images in the same order as the columns
+                chunk_grad = chunk_grad.transpose(1, 2, 0, 3).reshape(groups, -1, cols.shape[2])
+                grad_weight_t += cols @ chunk_grad.swapaxes(1, 2)
+            else:
+                grad_weight_t += (cols @ chunk_grad.swapaxes(-1, -2)).sum(axis=0)
+        return grad_weight_t.swapaxes(-1, -2).reshape(weight_shape)
 
     def backward(self, grad_of_gw):  # d/dx = input gradient of (g, k), d/dg = conv2d(x, k)
         x, grad = self.inputs
         need_x, need_grad = self.needs_input_grad
-        return (Conv2dInputGrad.apply(grad, grad_of_gw, input_shape=x.shape, **self.geometry) if need_x else None,
-                Conv2d.apply(x, grad_of_gw, **self.geometry) if need_grad else None)
+        return (Conv2dInputGrad.apply(grad, grad_of_gw, input_shape=x.shape, **self.options) if need_x else None,
+                Conv2d.apply(x, grad_of_gw, **self.options) if need_grad else None)
 
 
 def same_padding(kernel_size, dilation):

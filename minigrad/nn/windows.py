@@ -60,12 +60,11 @@ def window_positions(kernel, stride, out_size, dilation=ONE):
                          slice(j * dw, j * dw + sw * (out_w - 1) + 1, sw))
 
 
-def fold(cols, input_shape, stride, dilation=ONE):
-    """The adjoint of ``windows``: add every window's values back where they were read.
+def fold(cols, out, stride, dilation=ONE):
+    """The adjoint of ``windows``: add every window's values back into ``out`` where they were read.
 
-    cols (A, B, KH, KW, OH, OW) -> (A, B, H, W), for (A, B) = (N, C) or (C, N).
+    cols (N, C, KH, KW, OH, OW) is added into out (N, C, H, W) (H, W already padded).
     """
-    out = backend.array_module(cols).zeros(input_shape, dtype=cols.dtype)
     for i, j, where in window_positions(cols.shape[2:4], stride, cols.shape[4:], dilation):
         out[where] += cols[:, :, i, j]
     return out
@@ -75,7 +74,9 @@ def _grow(x, sides, value=0.0):
     (top, bottom), (left, right) = sides
     if top == bottom == left == right == 0:
         return x
-    return backend.array_module(x).pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
+    out = backend.array_module(x).full(x.shape[:2] + (x.shape[2] + top + bottom, x.shape[3] + left + right),
+                                       value, dtype=x.dtype)
+    return pad_into(x, ((top, bottom), (left, right)), out)
 
 
 def _shrink(x, sides):
@@ -97,6 +98,16 @@ def pad(x, padding, value=0.0):
     """
     grow, shrink = _split(padding)
     return _grow(_shrink(x, shrink), grow, value)
+
+
+def pad_into(x, padding, out):
+    """``pad(x, padding)`` written into ``out``, whose border already holds the padding value: only
+    the inside is copied, so one zeroed buffer serves chunk after chunk."""
+    grow, shrink = _split(padding)
+    x = _shrink(x, shrink)
+    (top, _), (left, _) = grow
+    out[:, :, top:top + x.shape[2], left:left + x.shape[3]] = x
+    return out
 
 
 def unpad(x, padding):
