@@ -1,7 +1,6 @@
 """The fast CPU steps of minigrad/nn/cpu_fast.py against their NumPy twins, on the default CNN's shapes.
 
-Batch 128, float32: BatchNorm and max-pool on (128, 32, 28, 28) and (128, 64, 14, 14), the
-second convolution (32 -> 64 channels, 3x3, padding 1). Each pair is timed in
+Batch 128, float32: BatchNorm and max-pool on (128, 32, 28, 28) and (128, 64, 14, 14). Each pair is timed in
 alternation (median of --rounds rounds, so both see the same machine load) at
 1 and 2 threads (minigrad's pool and the BLAS, through mg.set_num_threads).
 
@@ -86,38 +85,12 @@ def max_pool_cases(rng, shape):
                                              lambda: cpu_fast.max_pool2d_backward(grad, winner, shape, (2, 2), (2, 2)))}
 
 
-def conv_cases(rng, shape=(128, 32, 14, 14), out_channels=64):
-    """The default CNN's second convolution, forward and backward, GEMMs included (the fast path's
-    GEMMs are Wp / OW = 16/14 wider, so they must be part of the comparison)."""
-    x = rng.standard_normal(shape, dtype=np.float32)
-    weight = rng.standard_normal((out_channels, shape[1], 3, 3), dtype=np.float32)
-    grad = rng.standard_normal((shape[0], out_channels, 14, 14), dtype=np.float32)
-    conv = F.Conv2d()
-    options = dict(stride=(1, 1), padding=(1, 1))
-    conv.forward(x, weight, **options)
-    _, cols = cpu_fast.conv2d_forward(x, weight, None, (1, 1))
-
-    def twin_gradient(needs):
-        def run():
-            conv.needs_input_grad = needs
-            return conv.backward(grad)
-        return run
-
-    return {f"conv2d forward {shape} -> {out_channels} channels, 3x3, padding 1": (
-                lambda: conv.forward(x, weight, **options), lambda: cpu_fast.conv2d_forward(x, weight, None, (1, 1))),
-            "conv2d input gradient of the same": (
-                twin_gradient((True, False)), lambda: cpu_fast.conv2d_input_grad(grad, weight, shape, (1, 1))),
-            "conv2d weight gradient of the same": (
-                twin_gradient((False, True)), lambda: cpu_fast.conv2d_weight_grad(x, grad, weight.shape, (1, 1), cols))}
-
-
 def main():
     rng = np.random.default_rng(0)
     cases = {}
     for shape in ((128, 32, 28, 28), (128, 64, 14, 14)):
         cases.update(batch_norm_cases(rng, shape))
         cases.update(max_pool_cases(rng, shape))
-    cases.update(conv_cases(rng))
     rows = {}
     for threads in (1, 2):
         mg.set_num_threads(threads)

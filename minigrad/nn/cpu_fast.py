@@ -1,4 +1,4 @@
-"""Fast CPU versions of the convolution, pooling and BatchNorm steps, for NumPy arrays.
+"""Fast CPU versions of the pooling and BatchNorm steps, for NumPy arrays.
 
 Each function takes the same arguments and returns the same values as a NumPy
 twin that reads like the formula (named in its docstring, in functional.py or
@@ -8,8 +8,6 @@ compares them. Two things make these faster:
 - fewer passes over memory: a per-channel affine step ``a * u + b * v + c``
   is one fused chunk loop instead of a chain of whole-batch temporaries, and
   each chunk's temporaries stay in the cache;
-- longer inner loops: a stride-1 convolution works on "wide rows" (below), so
-  im2col and its adjoint copy and add slices of a whole plane, not rows of 14;
 - the passes are cut into chunks along the batch or channel axis and run on
   the thread pool of minigrad/parallel.py (NumPy releases the GIL inside them).
 
@@ -139,130 +137,6 @@ def _offsets(kernel, stride, out_size):
     for i in range(kh):
         for j in range(kw):
             yield i, j, slice(i, i + sh * (out_h - 1) + 1, sh), slice(j, j + sw * (out_w - 1) + 1, sw)
-
-
-def _channel_chunks(n, plane, itemsize):
-    """Channel chunks whose (chunk, N, plane) scratch is about CHUNK_BYTES."""
-    return -(-n * plane * itemsize // CHUNK_BYTES)
-
-
-# ----- stride-1 convolution on "wide rows" ------------------------------------------------
-# Flatten each zero-padded (Hp, Wp) plane into one row. For a stride-1 kernel offset (i, j),
-# output pixel (oh, ow) reads flat position (i * Wp + j) + (oh * Wp + ow): the same contiguous
-# slice of OH * Wp values for every pixel of the plane, if each output row is Wp wide instead
-# of OW. The last Wp - OW columns of such a row are junk (they wrap into the next row): the
-# GEMM carries them, the output drops them, and the gradient sets them to zero, so their
-# contributions to the weight gradient and to the fold vanish. im2col and col2im then copy or
-# add slices of about OH * Wp values at a time (NumPy's inner loop ran on rows of OW, 14 values
-# in the default CNN's second layer), for a GEMM Wp / OW larger (16/14 there).
-def _wide_geometry(input_shape, kernel, padding):
-    n, c, h, w = input_shape
-    height, width = h + 2 * padding[0], w + 2 * padding[1]
-    out_h, out_w = height - kernel[0] + 1, width - kernel[1] + 1
-    # kernel[1] - 1 spare values after the last plane's row keep the largest offset's slice in bounds
-    return height, width, out_h, out_w, height * width + kernel[1] - 1
-
-
-def _offset_slices(kernel, width, out_h):
-    for i in range(kernel[0]):
-        for j in range(kernel[1]):
-            yield i, j, slice(i * width + j, i * width + j + out_h * width)
-
-
-def im2col_wide(x, kernel, padding):
-    """Columns for a stride-1 convolution, (C * KH * KW, N * OH * Wp), rows (c, i, j), columns
-    (n, oh, q) with q < OW the output pixels and q >= OW junk. Channel chunks (padded in a scratch
-    that stays in cache) are split over the threads."""
-    n, c, h, w = x.shape
-    ph, pw = padding
-    height, width, out_h, _, flat = _wide_geometry(x.shape, kernel, padding)
-    cols = np.empty((c, kernel[0], kernel[1], n, out_h * width), dtype=x.dtype)
-
-    def chunk(start, stop):
-        padded = np.zeros((stop - start, n, flat), dtype=x.dtype)
-        plane = padded[:, :, :height * width].reshape(stop - start, n, height, width)
-        plane[:, :, ph:ph + h, pw:pw + w] = x[:, start:stop].transpose(1, 0, 2, 3)
-        for i, j, where in _offset_slices(kernel, width, out_h):
-            cols[start:stop, i, j] = padded[:, :, where]
-
-    for_each_chunk(c, chunk, min_chunks=_channel_chunks(n, flat, x.itemsize))
-    return cols.reshape(c * kernel[0] * kernel[1], n * out_h * width)
-
-
-def nchw_from_channel_major(values):
-    """(C, N, H, W), any strides -> a contiguous (N, C, H, W) copy, split over the batch."""
-    c, n = values.shape[:2]
-    out = np.empty((n, c) + values.shape[2:], dtype=values.dtype)
-    source = values.transpose(1, 0, 2, 3)
-
-    def chunk(start, stop):
-        out[start:stop] = source[start:stop]
-
-    for_each_chunk(n, chunk)
-    return out
-
-
-def wide_from_nchw(grad, width):
-    """grad (N, O, OH, OW) -> (O, N * OH * width) with zeros in the junk columns q >= OW."""
-    n, o, out_h, out_w = grad.shape
-    out = np.empty((o, n, out_h, width), dtype=grad.dtype)
-
-    def chunk(start, stop):
-        out[start:stop, :, :, out_w:] = 0
-        out[start:stop, :, :, :out_w] = grad[:, start:stop].transpose(1, 0, 2, 3)
-
-    for_each_chunk(o, chunk)
-    return out.reshape(o, n * out_h * width)
-
-
-def col2im_wide(grad_cols, input_shape, kernel, padding):
-    """The input gradient (N, C, H, W) of a stride-1 convolution from ``grad_cols`` = W^T @ g_wide,
-    (C * KH * KW, N * OH * Wp) with zero junk columns: every slice added back where im2col_wide
-    read it, into a cache-sized channel chunk that goes straight to its place in the output."""
-    n, c, h, w = input_shape
-    ph, pw = padding
-    height, width, out_h, _, flat = _wide_geometry(input_shape, kernel, padding)
-    cols = grad_cols.reshape(c, kernel[0], kernel[1], n, out_h * width)
-    out = np.empty(input_shape, dtype=grad_cols.dtype)
-
-    def chunk(start, stop):
-        folded = np.zeros((stop - start, n, flat), dtype=grad_cols.dtype)
-        for i, j, where in _offset_slices(kernel, width, out_h):
-            folded[:, :, where] += cols[start:stop, i, j]
-        plane = folded[:, :, :height * width].reshape(stop - start, n, height, width)
-        out[:, start:stop] = plane[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
-
-    for_each_chunk(c, chunk, min_chunks=_channel_chunks(n, flat, grad_cols.itemsize))
-    return out
-
-
-def conv2d_forward(x, weight, bias, padding):
-    """functional.Conv2d.forward for stride 1: (out (N, O, OH, OW), cols_wide for the backward)."""
-    out_channels, n = weight.shape[0], x.shape[0]
-    _, width, out_h, out_w, _ = _wide_geometry(x.shape, weight.shape[2:], padding)
-    cols = im2col_wide(x, weight.shape[2:], padding)
-    out = (weight.reshape(out_channels, -1) @ cols).reshape(out_channels, n, out_h, width)
-    out = nchw_from_channel_major(out[:, :, :, :out_w])
-    if bias is not None:
-        out += bias.reshape(1, -1, 1, 1)
-    return out, cols
-
-
-def conv2d_input_grad(grad, weight, input_shape, padding):
-    """The input gradient (N, C, H, W) of a stride-1 conv2d: W^T @ g on wide rows, then col2im_wide."""
-    out_channels = weight.shape[0]
-    width = input_shape[3] + 2 * padding[1]
-    grad_cols = weight.reshape(out_channels, -1).T @ wide_from_nchw(grad, width)
-    return col2im_wide(grad_cols, input_shape, weight.shape[2:], padding)
-
-
-def conv2d_weight_grad(x, grad, weight_shape, padding, cols=None):
-    """The weight gradient (O, C, KH, KW) of a stride-1 conv2d; ``cols``: conv2d_forward's wide
-    columns of x, when the caller has them. The junk columns meet zeros in the wide gradient."""
-    if cols is None:
-        cols = im2col_wide(x, weight_shape[2:], padding)
-    width = x.shape[3] + 2 * padding[1]
-    return (cols @ wide_from_nchw(grad, width).T).T.reshape(weight_shape)
 
 
 def max_pool2d_forward(x, kernel_size, stride):
