@@ -17,6 +17,7 @@ minigrad/threads.py, so it never adds threads beyond the process's share of
 the cores. With one thread the chunks run in the calling thread.
 """
 import atexit
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -85,3 +86,22 @@ def for_each_chunk(total, function, threads=None, min_chunks=1):
     run(0)  # the calling thread takes a share instead of waiting idle
     for future in futures:
         future.result()
+
+
+_blas = None  # threadpoolctl's controller of the loaded BLAS pools, made on first use
+
+
+@contextlib.contextmanager
+def blas_threads(threads):
+    """The BLAS pools limited to ``threads`` for the duration: chunks that each run GEMMs on one of
+    minigrad's threads must not each start the BLAS's own threads too."""
+    global _blas
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # without it the BLAS keeps its threads; the results are the same
+        yield
+        return
+    if _blas is None:
+        _blas = ThreadpoolController()
+    with _blas.limit(limits=threads, user_api="blas"):
+        yield

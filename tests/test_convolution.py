@@ -56,12 +56,17 @@ def test_conv2d_options_match_pytorch(input_shape, weight_shape, options, rng):
                            lambda x, w, b: TF.conv2d(x, w, b, **options), [input_shape, weight_shape, with_bias], rng)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("side_by_side", [True, False], ids=["images side by side", "one GEMM per image"])
 @pytest.mark.parametrize("input_shape, weight_shape, options", CONV_CASES[:1] + CONV_CASES[3:5])
-def test_conv2d_in_batch_chunks_matches_pytorch(input_shape, weight_shape, options, side_by_side, rng, monkeypatch):
-    """Chunks of 2 images, the last one short (a batch of 5), through both weight-gradient paths."""
+def test_conv2d_in_batch_chunks_matches_pytorch(input_shape, weight_shape, options, side_by_side, threads, rng,
+                                                monkeypatch):
+    """Chunks of 2 images, the last one short (a batch of 5), through both weight-gradient paths,
+    on one thread and shared between two."""
     from minigrad.nn import convolution
     monkeypatch.setattr(convolution, "MIN_GEMM_DEPTH", 10 ** 9 if side_by_side else 0)
+    before = mg.get_num_threads()
+    mg.set_num_threads(threads)
     chunked = []
 
     def in_twos(array, bytes_per_image):
@@ -69,8 +74,12 @@ def test_conv2d_in_batch_chunks_matches_pytorch(input_shape, weight_shape, optio
         return [slice(start, min(array.shape[0], start + 2)) for start in range(0, array.shape[0], 2)]
     monkeypatch.setattr(convolution, "_batches", in_twos)
     batch = (5,) + input_shape[1:]
-    assert matches_pytorch(lambda x, w, b: F.conv2d(x, w, b, **options),
-                           lambda x, w, b: TF.conv2d(x, w, b, **options), [batch, weight_shape, (weight_shape[0],)], rng)
+    try:
+        assert matches_pytorch(lambda x, w, b: F.conv2d(x, w, b, **options),
+                               lambda x, w, b: TF.conv2d(x, w, b, **options), [batch, weight_shape, (weight_shape[0],)],
+                               rng)
+    finally:
+        mg.set_num_threads(before)
     assert chunked == [5, 5, 5]  # the forward and both gradient ops walked the batch in chunks
 
 

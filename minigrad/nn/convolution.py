@@ -28,7 +28,9 @@ is one chunk.
 Every op takes the same geometry: ``stride`` and ``dilation`` pairs, ``padding``
 per side ((top, bottom), (left, right)) and ``groups``.
 """
-from .. import backend
+import numpy as np
+
+from .. import backend, parallel
 from ..function import Function
 from .windows import ONE, check_kernel_fits, fold, pad_into, pair, sides, unpad, windows, with_batch_axis
 
@@ -77,14 +79,32 @@ class Geometry:
         """An output-shaped (B, O, OH, OW) array as (B, G, O/G, OH*OW)."""
         return grad.reshape(grad.shape[0], self.groups, self.out_channels // self.groups, self.pixels)
 
-    def matrix_scratch(self, chunks, dtype, xp):
-        """Room for one chunk's im2col matrix, reused by every chunk while it is in the cache."""
-        return xp.empty((chunks[0].stop - chunks[0].start) * self.groups * self.rows * self.pixels, dtype=dtype)
+    def in_chunks(self, array, work, padded=True):
+        """``work(batches, scratch)`` over the batch chunks of ``array``; its results, in batch order.
 
-    def scratch(self, chunks, dtype, xp):
-        """One chunk's padded input (its border zeroed once) and its im2col matrix."""
-        size = chunks[0].stop - chunks[0].start
-        return xp.zeros((size, self.channels) + self.padded_size, dtype=dtype), self.matrix_scratch(chunks, dtype, xp)
+        One thread runs every chunk with one scratch (a chunk's padded input, its border zeroed
+        once, and room for its im2col matrix), reused while it is in the cache. With minigrad's
+        threads (mg.set_num_threads), each thread takes a contiguous share of the chunks with a
+        scratch of its own, and the BLAS runs each thread's GEMMs on that thread alone.
+        """
+        xp, chunks = _xp(array), self.chunks(array)
+        threads = 1 if xp is not np else min(parallel.thread_policy.get_num_threads(), len(chunks))
+        size = chunks[0].stop - chunks[0].start if chunks else 0
+
+        def scratch():
+            return (xp.zeros((size, self.channels) + self.padded_size, dtype=array.dtype) if padded else None,
+                    xp.empty(size * self.groups * self.rows * self.pixels, dtype=array.dtype))
+
+        if threads <= 1:
+            return [work(chunks, scratch())]
+        results = {}
+
+        def share(start, stop):
+            results[start] = work(chunks[start:stop], scratch())
+
+        with parallel.blas_threads(1):
+            parallel.for_each_chunk(len(chunks), share, threads=threads)
+        return [results[start] for start in sorted(results)]
 
     def columns(self, x, scratch, side_by_side=False):
         """im2col of a chunk x (B, C, H, W): (B, G, C/G*KH*KW, OH*OW), image b's windows as its columns;
@@ -123,10 +143,11 @@ class Conv2d(Function):
         self.options = shape.options
         matrix = shape.weight_by_group(weight)
         out = xp.empty((shape.n, groups, shape.out_channels // groups, shape.pixels), dtype=x.dtype)
-        chunks = shape.chunks(x)
-        scratch = shape.scratch(chunks, x.dtype, xp)
-        for batch in chunks:
-            xp.matmul(matrix, shape.columns(x[batch], scratch), out=out[batch])
+
+        def work(chunks, scratch):
+            for batch in chunks:
+                xp.matmul(matrix, shape.columns(x[batch], scratch), out=out[batch])
+        shape.in_chunks(x, work)
         out = out.reshape((shape.n, shape.out_channels) + shape.out_size)
         if bias is not None:
             out += bias.reshape(1, -1, 1, 1)
@@ -150,14 +171,16 @@ class Conv2dInputGrad(Function):
         self.options = shape.options
         matrix_t = shape.weight_by_group(weight).transpose(0, 2, 1)  # (G, C/G*KH*KW, O/G)
         grad_x = xp.zeros((shape.n, shape.channels) + shape.padded_size, dtype=grad.dtype)
-        chunks = shape.chunks(grad)
-        flat = shape.matrix_scratch(chunks, grad.dtype, xp)
-        for batch in chunks:
-            grad_cols = flat[:(batch.stop - batch.start) * groups * shape.rows * shape.pixels]
-            grad_cols = xp.matmul(matrix_t, shape.grad_by_group(grad[batch]),
-                                  out=grad_cols.reshape(-1, groups, shape.rows, shape.pixels))
-            fold(grad_cols.reshape((-1, shape.channels) + shape.kernel + shape.out_size), grad_x[batch],
-                 stride, dilation)
+
+        def work(chunks, scratch):
+            for batch in chunks:
+                _, room = scratch  # the padded-input part is None: the gradient is not padded
+                grad_cols = room[:(batch.stop - batch.start) * groups * shape.rows * shape.pixels]
+                grad_cols = xp.matmul(matrix_t, shape.grad_by_group(grad[batch]),
+                                      out=grad_cols.reshape(-1, groups, shape.rows, shape.pixels))
+                fold(grad_cols.reshape((-1, shape.channels) + shape.kernel + shape.out_size), grad_x[batch],
+                     stride, dilation)
+        shape.in_chunks(grad, work, padded=False)
         return xp.ascontiguousarray(unpad(grad_x, padding))
 
     def backward(self, grad_of_gx):  # d/dg = conv2d(h, W), d/dW = weight gradient of (h, g)
@@ -180,18 +203,18 @@ class Conv2dWeightGrad(Function):
         xp, shape = _xp(x), Geometry(x.shape, weight_shape, stride, padding, dilation, groups)
         self.options = shape.options
         side_by_side = shape.pixels < MIN_GEMM_DEPTH
-        # summed as gW^T (G, C/G*KH*KW, O/G): OpenBLAS runs cols @ g^T faster than g @ cols^T
-        grad_weight_t = xp.zeros((groups, shape.rows, shape.out_channels // groups), dtype=x.dtype)
-        chunks = shape.chunks(x)
-        scratch = shape.scratch(chunks, x.dtype, xp)
-        for batch in chunks:
-            cols, chunk_grad = shape.columns(x[batch], scratch, side_by_side), shape.grad_by_group(grad[batch])
-            if side_by_side:  # g as (G, O/G, B*OH*OW), the images in the same order as the columns
-                chunk_grad = chunk_grad.transpose(1, 2, 0, 3).reshape(groups, -1, cols.shape[2])
-                grad_weight_t += cols @ chunk_grad.swapaxes(1, 2)
-            else:
-                grad_weight_t += (cols @ chunk_grad.swapaxes(-1, -2)).sum(axis=0)
-        return grad_weight_t.swapaxes(-1, -2).reshape(weight_shape)
+
+        def work(chunks, scratch):  # summed as gW^T (G, C/G*KH*KW, O/G): OpenBLAS runs cols @ g^T faster
+            total = xp.zeros((groups, shape.rows, shape.out_channels // groups), dtype=x.dtype)
+            for batch in chunks:
+                cols, chunk_grad = shape.columns(x[batch], scratch, side_by_side), shape.grad_by_group(grad[batch])
+                if side_by_side:  # g as (G, O/G, B*OH*OW), the images in the same order as the columns
+                    chunk_grad = chunk_grad.transpose(1, 2, 0, 3).reshape(groups, -1, cols.shape[2])
+                    total += cols @ chunk_grad.swapaxes(1, 2)
+                else:
+                    total += (cols @ chunk_grad.swapaxes(-1, -2)).sum(axis=0)
+            return total
+        return sum(shape.in_chunks(x, work)).swapaxes(-1, -2).reshape(weight_shape)
 
     def backward(self, grad_of_gw):  # d/dx = input gradient of (g, k), d/dg = conv2d(x, k)
         x, grad = self.inputs
