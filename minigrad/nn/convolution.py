@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import backend, parallel
 from ..function import Function
-from .windows import ONE, check_kernel_fits, fold, pad_into, pair, sides, unpad, windows, with_batch_axis
+from .windows import ONE, check_kernel_fits, fold, pad_into, pair, sides, windows, with_batch_axis
 
 CHUNK_BYTES = 1 << 20  # one chunk's im2col matrix: about half of a core's L2 cache
 # The weight gradient's GEMMs sum over output pixels: an image with fewer than this many is too
@@ -170,7 +170,7 @@ class Conv2dInputGrad(Function):
         xp, shape = _xp(grad), Geometry(input_shape, weight.shape, stride, padding, dilation, groups)
         self.options = shape.options
         matrix_t = shape.weight_by_group(weight).transpose(0, 2, 1)  # (G, C/G*KH*KW, O/G)
-        grad_x = xp.zeros((shape.n, shape.channels) + shape.padded_size, dtype=grad.dtype)
+        grad_x = xp.zeros(input_shape, dtype=grad.dtype)
 
         def work(chunks, scratch):
             for batch in chunks:
@@ -179,9 +179,9 @@ class Conv2dInputGrad(Function):
                 grad_cols = xp.matmul(matrix_t, shape.grad_by_group(grad[batch]),
                                       out=grad_cols.reshape(-1, groups, shape.rows, shape.pixels))
                 fold(grad_cols.reshape((-1, shape.channels) + shape.kernel + shape.out_size), grad_x[batch],
-                     stride, dilation)
+                     stride, dilation, padding)
         shape.in_chunks(grad, work, padded=False)
-        return xp.ascontiguousarray(unpad(grad_x, padding))
+        return grad_x
 
     def backward(self, grad_of_gx):  # d/dg = conv2d(h, W), d/dW = weight gradient of (h, g)
         grad, weight = self.inputs

@@ -60,13 +60,30 @@ def window_positions(kernel, stride, out_size, dilation=ONE):
                          slice(j * dw, j * dw + sw * (out_w - 1) + 1, sw))
 
 
-def fold(cols, out, stride, dilation=ONE):
-    """The adjoint of ``windows``: add every window's values back into ``out`` where they were read.
+def _taps_inside(tap, step, out_len, in_len, before):
+    """The windows o whose tap at o * step + tap lands inside the input, not in its padding: the
+    (windows, input positions) slices, or None. ``before`` is the padding before the input."""
+    first = max(0, -(-(before - tap) // step))
+    last = min(out_len - 1, (in_len - 1 + before - tap) // step)
+    if last < first:
+        return None
+    start = first * step + tap - before
+    return slice(first, last + 1), slice(start, start + (last - first) * step + 1, step)
 
-    cols (N, C, KH, KW, OH, OW) is added into out (N, C, H, W) (H, W already padded).
+
+def fold(cols, out, stride, dilation=ONE, padding=((0, 0), (0, 0))):
+    """The adjoint of ``windows`` on a padded input: add every window's values back into the
+    unpadded ``out`` where they were read (taps that read padding add nothing).
+
+    cols (N, C, KH, KW, OH, OW) is added into out (N, C, H, W).
     """
-    for i, j, where in window_positions(cols.shape[2:4], stride, cols.shape[4:], dilation):
-        out[where] += cols[:, :, i, j]
+    (kh, kw), (out_h, out_w) = cols.shape[2:4], cols.shape[4:]
+    for i in range(kh):
+        rows = _taps_inside(i * dilation[0], stride[0], out_h, out.shape[2], padding[0][0])
+        for j in range(kw):
+            columns = _taps_inside(j * dilation[1], stride[1], out_w, out.shape[3], padding[1][0])
+            if rows is not None and columns is not None:
+                out[:, :, rows[1], columns[1]] += cols[:, :, i, j, rows[0], columns[0]]
     return out
 
 
