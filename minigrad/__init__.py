@@ -4,7 +4,11 @@
     x = mg.tensor([[1.0, 2.0]], requires_grad=True)
     (x * x).sum().backward()      # x.grad == 2 x
 """
-import numpy
+from . import threads as _threads
+
+_threads.shorten_blas_spin()  # before NumPy loads OpenBLAS where it can (see threads.py)
+
+import numpy  # noqa: E402
 
 from . import operators, autograd  # noqa: I001  (first: they attach the ops and backward to Tensor)
 from . import backend, data, debug, distributed, interop, models, nn, optim, prune, threads, viz

@@ -20,7 +20,9 @@ with threadpoolctl, so it works whenever it is called.
     mg.threads.apply()            # at the start of a script; returns the chosen count
     mg.get_num_threads()          # what minigrad's own CPU passes use
 """
+import ctypes
 import os
+import sys
 from collections import namedtuple
 
 # Variables a user sets to choose the thread count; the first one set wins, OMP_NUM_THREADS first.
@@ -123,3 +125,33 @@ def apply(environ=None, local_size=None):
     else:
         set_num_threads(choice.threads)
     return choice
+
+
+# OpenBLAS's idle threads spin for 2**28 clock ticks (about 0.1 s) after every call before they
+# sleep, so between two GEMMs a spinning BLAS thread holds the core that minigrad's own threads
+# (or another rank) need for the NumPy passes: with 2 threads on 2 cores, train.py's default CNN
+# step took 128 ms with the long spin and 85 ms with 2**20 ticks (about 0.4 ms, still long
+# enough to bridge the gaps between the GEMMs of one layer).
+BLAS_SPIN = 20  # log2 of the clock ticks OpenBLAS's idle threads spin (its OPENBLAS_THREAD_TIMEOUT)
+
+
+def shorten_blas_spin(environ=None):
+    """Make OpenBLAS's idle threads sleep after 2**BLAS_SPIN ticks, unless OPENBLAS_THREAD_TIMEOUT is
+    set. OpenBLAS reads the variable when it loads; if NumPy has loaded it already, its settings are
+    read again and its threads stopped (they restart with the next call). False where nothing changed."""
+    environ = os.environ if environ is None else environ
+    if "OPENBLAS_THREAD_TIMEOUT" in environ:
+        return False  # the user's choice
+    environ["OPENBLAS_THREAD_TIMEOUT"] = str(BLAS_SPIN)
+    if "numpy" not in sys.modules:
+        return True
+    try:
+        from threadpoolctl import threadpool_info
+        for info in threadpool_info():
+            if info["internal_api"] == "openblas":
+                library = ctypes.CDLL(info["filepath"])
+                library.openblas_read_env()       # what OpenBLAS runs when it loads
+                library.blas_thread_shutdown_()   # what it runs before a fork; threads restart on demand
+        return True
+    except (ImportError, OSError, AttributeError):  # another BLAS, or an OpenBLAS without these
+        return False

@@ -73,3 +73,24 @@ def test_apply_leaves_a_users_count_to_the_libraries():
 def test_set_num_threads_rejects_zero():
     with pytest.raises(ValueError, match="set_num_threads: expected a positive number of threads, got 0"):
         mg.set_num_threads(0)
+
+
+def test_blas_spin_is_shortened_unless_the_user_chose_one():
+    environ = {}
+    threads.shorten_blas_spin(environ)  # NumPy is loaded: this also re-reads OpenBLAS's settings
+    assert environ["OPENBLAS_THREAD_TIMEOUT"] == str(threads.BLAS_SPIN)
+    chosen = {"OPENBLAS_THREAD_TIMEOUT": "28"}
+    assert threads.shorten_blas_spin(chosen) is False and chosen == {"OPENBLAS_THREAD_TIMEOUT": "28"}
+
+
+def test_numpys_openblas_spins_for_the_short_time_after_import():
+    """What the loaded OpenBLAS itself reports: minigrad's import set it (this test process has no
+    OPENBLAS_THREAD_TIMEOUT of its own, or the check is about the user's value)."""
+    import ctypes
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    libraries = [info for info in threadpoolctl.threadpool_info() if info["internal_api"] == "openblas"]
+    if not libraries:
+        pytest.skip("NumPy's BLAS is not OpenBLAS here")
+    expected = int(os.environ.get("OPENBLAS_THREAD_TIMEOUT", threads.BLAS_SPIN))
+    for info in libraries:
+        assert ctypes.CDLL(info["filepath"]).openblas_thread_timeout() == expected
