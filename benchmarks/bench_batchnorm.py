@@ -12,7 +12,8 @@ the achieved bandwidth counted against the bytes the pass must move
 eval forward 2B, backward 5B = sums read x, dy + dx read x, dy, write dx),
 beside the device-to-device copy bandwidth measured in the same run, and the
 targets as ratios (1.00 or more: met): the share of copy bandwidth against 85%
-for float4 shapes and 70% for odd ones (S % 4 != 0, e.g. 7x7), and the speed-up
+for float4 shapes and 70% for odd ones (S % 4 != 0, e.g. 7x7; for maps of at most
+16 values, which the kernels read a sample at a time, C*S % 4 != 0), and the speed-up
 against the faster of cuDNN and PyTorch's native kernels (target: above 1). Results
 go to benchmarks/results/batchnorm_<card>.{json,md} with the card's name, the
 date and the versions.
@@ -35,8 +36,10 @@ import minigrad as mg  # noqa: E402
 from benchmarks.machine import cpu_name, median_ms  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Tiny maps (S <= 16) take the rows kernels: 2x2 (float4), 3x3 with an odd C*S (scalar) and with C*S % 4 == 0
+# (float4 units that straddle channels), and 2x1.
 GPU_SHAPES = [(32, 64, 112, 112), (256, 256, 14, 14), (128, 2048, 7, 7), (8192, 1024), (20, 1, 1000, 1000),
-              (256, 512, 2, 2), (65536, 10)]
+              (256, 512, 2, 2), (255, 511, 3, 3), (256, 512, 3, 3), (1024, 255, 2, 1), (65536, 10)]
 CPU_SHAPE = (32, 64, 28, 28)
 PASSES = {"train forward": 3, "eval forward": 2, "backward": 5}  # bytes moved, in units of B
 COPY_TARGET_FLOAT4, COPY_TARGET_ODD = 0.85, 0.70  # share of copy bandwidth each shape should reach
@@ -161,8 +164,8 @@ def _torch_passes(torch, arrays, cudnn):
 
 def _copy_target(shape):
     """85% of copy bandwidth where the kernels load float4 (inner size a multiple of 4), else 70%."""
-    inner = shape[1] if len(shape) == 2 else math.prod(shape[2:])
-    return COPY_TARGET_FLOAT4 if inner % 4 == 0 else COPY_TARGET_ODD
+    from minigrad.nn.batchnorm_cuda import inner_size
+    return COPY_TARGET_FLOAT4 if inner_size(shape)[1] % 4 == 0 else COPY_TARGET_ODD
 
 
 def _max_difference(cupy, ours, theirs):

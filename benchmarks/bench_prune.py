@@ -4,9 +4,12 @@
     python benchmarks/bench_prune.py --quick    # smaller sizes, fewer repeats
 
 1. Threshold + mask for N = 25M float32 weights, pruning 90%:
-   minigrad's radix select (kernels/prune.cu: 4 histogram passes, then one mask
+   minigrad's radix select (kernels/prune.cu: an 11-bit histogram, a compaction
+   of the candidates in the chosen bin and two short-list passes, then one mask
    pass) against torch.kthvalue and torch.topk(largest=False) followed by the
-   multiply that applies the mask.
+   multiply that applies the mask. Also on clustered weights (three distinct
+   magnitudes, and all equal), where every lane of a warp hits the same
+   histogram bin (the warp-aggregated counts of prune.cu) and ties are split.
 2. Global pruning over many tensors (the same 25M split into 50 layers, and the 54
    weight tensors of ResNet-50): minigrad ranks them through one chunk table;
    torch has to torch.cat them first.
@@ -165,6 +168,27 @@ def bench_threshold(size, layers, fraction, repeats, rows, checks):
                  timer(lambda: torch_kthvalue_prune(torch.cat(torch_split), fraction), repeats)))
 
 
+def bench_clustered(size, fraction, repeats, rows, targets):
+    """One tensor of clustered weights (three magnitudes; all equal): one histogram bin per warp."""
+    cupy = mg.backend.cupy()
+    rng = np.random.default_rng(2)
+    cases = {"three magnitudes": rng.choice(np.array([0.25, -0.5, 0.5, 1.0], np.float32), size=size),
+             "all equal": np.full(size, 0.5, dtype=np.float32)}
+    for name, host_weight in cases.items():
+        weight = cupy.asarray(host_weight)
+        ones = cupy.ones_like(weight)
+        case = f"select + mask, 1 tensor, {name}"
+        ours = time_gpu(lambda: minigrad_prune([weight], [ones], fraction), repeats)
+        rows.append((case, size, "minigrad radix select (prune.cu)", ours))
+        if not _torch_cuda():
+            continue
+        import torch
+        torch_weight = torch.from_numpy(host_weight).cuda()
+        theirs = time_gpu(lambda: torch_topk_prune(torch_weight, fraction), repeats)
+        rows.append((case, size, "torch (GPU) topk(largest=False) + multiply", theirs))
+        targets[f"clustered_{name.replace(' ', '_')}_speedup_vs_torch_topk"] = theirs / ours
+
+
 def bench_compact(width, batch, fraction, repeats, rows):
     nn = mg.nn
     mg.manual_seed(0)
@@ -206,6 +230,7 @@ def main(argv=None):
     bench_threshold(args.size, args.layers, args.fraction, args.repeats, rows, checks)
     targets = checks.setdefault("targets", {})
     bench_resnet50_global(args.fraction, args.repeats, rows, targets)
+    bench_clustered(args.size, args.fraction, args.repeats, rows, targets)
     bench_compact(args.width, args.batch, 0.75, args.repeats, rows)
 
     print(f"{'case':<36} {'size':>22}  {'implementation':<58} {'ms':>9}")

@@ -11,16 +11,37 @@
 //
 // An input (N, C, S...) is seen as (N, C, S) with S the product of the spatial
 // axes; a channel's M = N*S values are normalised together. Two layouts:
-//   planar (S > 1, NCHW): a channel is N runs of S contiguous values; a block
-//     owns one channel and one chunk of its N*S values (blockIdx.x = c*chunks + k),
-//     256 threads, so a channel's reduction is spread over `chunks` blocks.
-//   rows (S == 1, (N, C)): values of a channel are C apart; a block is 32 x 8
-//     threads, threadIdx.x over 32 channel units (coalesced), threadIdx.y over
-//     rows; blockIdx.x picks the 32 units, blockIdx.y one chunk of the rows.
-//     A row of fewer than 32 units (C/V < 32) takes 32 / (C/V) rows side by side
-//     in a warp, so lanes do not idle (RowsLane).
-// V = 4 variants load float4 (S % 4 == 0, planar; C % 4 == 0, rows; 16-byte
-// aligned data); V = 1 variants take any size. Every index is 64-bit.
+//   planar (S > TINY_PLANE, NCHW): a channel is N runs of S contiguous values; a
+//     block owns one channel and one chunk of its N*S values (blockIdx.x =
+//     c*chunks + k), 256 threads, so a channel's reduction is spread over `chunks`
+//     blocks.
+//   rows (S <= TINY_PLANE: (N, C) with S == 1, and tiny maps such as 2x2 or 3x3):
+//     a sample's C*S values are one contiguous row, column j of it belonging to
+//     channel j / S. A block is 32 x 8 threads, threadIdx.x over group_units
+//     units of the row (coalesced), threadIdx.y over rows; blockIdx.x picks the
+//     group, blockIdx.y one chunk of the rows. A group holds whole channels and
+//     whole units (the host cuts the row where a channel and a unit both end), so
+//     each channel's columns meet in one block: partials are kept per column and
+//     the last block of a group merges a channel's S column totals (Chan) in
+//     column order. A row of fewer than 32 units takes 32 / units rows side by
+//     side in a warp, so lanes do not idle (RowsLane).
+// Why TINY_PLANE = 16 (floats): memory is read in 32-byte sectors, and a warp's
+// load asks for 32 units (128 bytes as floats, 512 as float4). In the planar
+// layout those are runs of 4*S bytes, one per (n, c) plane, far apart; each run
+// that starts or ends inside a sector pays for the whole sector. With planes of
+// at most 64 bytes a load is split into 2 to 32 runs: of the sectors a warp load
+// touches, 2x2 maps (16-byte runs) use 50%, 3x3 51%, 2x1 25%, S = 3 31%, while
+// S = 8 and 16 (whole sectors) use 100%. The rows layout reads one run of up to
+// 128 (float4: 512) bytes per warp-row instead: 97-100% of its sectors used
+// with float4 (C*S % 4 == 0), 78-85% without, at the cost of up to S - 1
+// (at most 10) idle lanes where 32 units hold no whole number of channels. Past
+// 16 a group holds one channel only (S = 17: 17 of 32 lanes busy, 68-byte loads)
+// while the planar runs grow long enough to use 62% (S = 17) and more of their
+// sectors, so planar stays. (Sector shares: a model of the addresses a warp asks
+// for, over 64 rows and C = 63 and 64; no GPU has measured them.)
+// V = 4 variants load float4 (planar: S % 4 == 0; rows: C*S % 4 == 0, so a unit
+// may hold parts of two channels; 16-byte aligned data); V = 1 variants take any
+// size. Every position is 64-bit; a rows column (< C*S < 2^31) is 32-bit.
 // A thread loads UNITS_IN_FLIGHT units (of V floats, from every input it reads)
 // before it uses the first, so that many loads are in flight per thread; the
 // host sizes the grid to one wave of resident blocks (an occupancy query).
@@ -31,17 +52,20 @@
 // (MIN_BLOCKS_FLOAT4 = 4 blocks, 1024 threads per multiprocessor): with 64 to 128
 // bytes in flight per thread that is 64 to 128 KB per multiprocessor, more than
 // the latency of memory needs, and nothing spills (capped at 40, they spilled).
-// tests/test_kernel_registers.py checks that no kernel spills.
+// The rows kernels take group_units and side_by_side from the host: values the
+// whole grid shares, which ptxas keeps in uniform registers; divided out per
+// thread they cost one more register across the walk, and backward_sums_rows
+// spilled. tests/test_kernel_registers.py checks that no kernel spills.
 //
 // Kernels (B = 4*N*C*S bytes, one pass over one tensor):
 //   batch_norm_statistics_{planar,rows}_v{1,4}: each thread sums x - shift and
 //     (x - shift)^2 over its values (shift: the channel's first value, so the
 //     sums stay small and no value needs a division), turns them into its
 //     (count, mean, M2) once, the block merges those with Chan's formula, one
-//     (mean, M2) partial per block; the last block of each channel (atomic
-//     ticket) merges the partials in a fixed order (deterministic), writes
-//     mean/M2 and, when invstd is given, invstd and the running-statistics
-//     update. The count per channel (N*S) is the host's, in double: exact.
+//     (mean, M2) partial per block (rows: per block and column); the last block
+//     of each channel (atomic ticket) merges the partials in a fixed order
+//     (deterministic), writes mean/M2 and, when invstd is given, invstd and the
+//     running-statistics update. The count per channel (N*S) is the host's, in double: exact.
 //                                                                  Floor: B.
 //   batch_norm_finalize: one thread per channel; invstd and the running update
 //     from combined (count, mean, M2) (used when SyncBatchNorm combines them
@@ -56,20 +80,23 @@
 //     dx = weight*invstd*(dy - sum_dy/M - xhat*sum_dy_xhat/M) (training) or
 //     weight*invstd*dy (eval, x not read).                 Floor: 3B (eval 2B).
 // So a training forward moves 3B (two launches), a backward 5B (two launches).
-// The ticket counters (one per channel or per 32-unit column group) must be
+// The ticket counters (one per channel, planar, or per group, rows) must be
 // zero before a launch; the last block resets its counter, so one zeroed
 // buffer serves every launch on a stream (the host keeps one per stream).
 
 #define PLANAR_THREADS 256
 #define ROWS_X 32
 #define ROWS_Y 8
+#define TINY_PLANE 16  // floats: S <= TINY_PLANE takes the rows layout (the host decides; see the header)
 #define MIN_BLOCKS_SCALAR 6  // resident 256-thread blocks per multiprocessor: <= 40 registers (V = 1)
 #define MIN_BLOCKS_FLOAT4 4  // <= 64 registers (V = 4): see the header
 #define UNITS_IN_FLIGHT 4
 #define FULL_MASK 0xffffffffu
 
 struct BatchNormArguments {
-    long long N, C, S, chunks, chunk_units;  // S and chunk_units in units of V floats
+    long long N, C, S, chunks, chunk_units;  // planar: S, chunk_units in units of V floats; rows: S in floats,
+    long long group_units, side_by_side;     // chunk_units in rows, group_units: a block's units of a row,
+                                             // side_by_side: rows a warp covers at once (32 / group_units)
     const float *x, *grad_output;            // (N, C, S)
     float* output;                           // (N, C, S): y, or dx
     const float *weight, *bias;              // (C,) each, from here on
@@ -77,7 +104,7 @@ struct BatchNormArguments {
     float *mean, *invstd, *m2;               // written by statistics, read by the others
     const double* count;                     // values per channel
     float *sum_dy, *sum_dy_xhat;
-    float* partial;                          // 2 * C * chunks: the blocks' partial results
+    float* partial;                          // 2 per block and channel (planar) or column (rows): partials
     unsigned int* tickets;
     float momentum, eps;
 };
@@ -134,12 +161,17 @@ __device__ T block_merge(T value) {
     return value;
 }
 
-// Rows: the unit of a row a thread owns (unit < C/V: the thread has one) and which of the block's
-// `slots` rows it walks first. A row of 32 units or more is spread over 32 lanes per block; a
-// shorter row (C/V < 32, e.g. C = 10) puts 32 / (C/V) rows side by side in the lanes instead of
+// Rows: a sample's C*S values are one row; column j of it belongs to channel j / S.
+template <int V>
+__device__ __forceinline__ long long row_units(const BatchNormArguments& a) { return a.C * a.S / V; }
+
+// The unit of a row a thread owns (unit < C*S/V: the thread has one) and which of the block's
+// `slots` rows it walks first. Block column blockIdx.x owns per_row = group_units units of every
+// row (whole channels: the host cuts the row at multiples of S and V). A row of fewer than 32
+// units (e.g. C = 10, S = 1) puts 32 / per_row rows side by side in the lanes instead of
 // leaving lanes idle: lane = row_in_warp * per_row + unit.
 struct RowsLane {
-    long long unit;
+    int unit;  // C*S < 2^31 (the host checks)
     int per_row, side_by_side, slot, slots;
     bool mine;
 };
@@ -147,15 +179,20 @@ struct RowsLane {
 template <int V>
 __device__ __forceinline__ RowsLane rows_lane(const BatchNormArguments& a) {
     RowsLane at;
-    const long long units = a.C / V;
-    at.per_row = units < ROWS_X ? (int)units : ROWS_X;
-    at.side_by_side = ROWS_X / at.per_row;
-    const int row_in_warp = threadIdx.x / at.per_row;
-    at.unit = (long long)blockIdx.x * ROWS_X + threadIdx.x % at.per_row;
+    at.per_row = (int)a.group_units;
+    at.side_by_side = (int)a.side_by_side;
+    const int row_in_warp = threadIdx.x / at.per_row, unit_in_row = threadIdx.x - row_in_warp * at.per_row;
+    at.unit = blockIdx.x * at.per_row + unit_in_row;
     at.slot = threadIdx.y * at.side_by_side + row_in_warp;
     at.slots = ROWS_Y * at.side_by_side;
-    at.mine = row_in_warp < at.side_by_side && at.unit < units;
+    at.mine = row_in_warp < at.side_by_side && at.unit < row_units<V>(a);
     return at;
+}
+
+// The channel of column `lane` of the V a rows thread owns (C*S < 2^31: the host checks).
+template <int V>
+__device__ __forceinline__ int channel_of(const BatchNormArguments& a, const RowsLane& at, int lane) {
+    return (at.unit * V + lane) / (int)a.S;
 }
 
 // Merge the values of every slot of a unit, per lane, in slot order; valid where slot == 0.
@@ -229,7 +266,7 @@ __device__ __forceinline__ void walk_chunk(const BatchNormArguments& a, long lon
 // Rows: the thread's unit in the rows of chunk blockIdx.y, from its slot on in steps of `slots`.
 template <int V, class Visit>
 __device__ __forceinline__ void walk_rows(const BatchNormArguments& a, const RowsLane& at, Visit visit) {
-    const long long units_per_row = a.C / V, jump = at.slots * units_per_row;
+    const long long units_per_row = row_units<V>(a), jump = at.slots * units_per_row;
     long long n = blockIdx.y * a.chunk_units + at.slot, index = n * units_per_row + at.unit;
     int remaining = (int)((min(a.N, (blockIdx.y + 1) * a.chunk_units) - n + at.slots - 1) / at.slots);
     for (; remaining >= UNITS_IN_FLIGHT; remaining -= UNITS_IN_FLIGHT) {
@@ -282,24 +319,25 @@ __device__ __forceinline__ bool last_to_arrive(unsigned int* ticket, unsigned in
 }
 
 // ----- the end of a reduction: partials per block, merged by the last block ----------
-// partial[slot] and partial[C * chunks + slot] hold one block's two numbers, slot = channel * chunks + chunk.
+// partial[2 * slot] and partial[2 * slot + 1] hold one block's two numbers, slot = channel * chunks + chunk
+// (planar) or column * chunks + chunk (rows).
 __device__ __forceinline__ void store_partial(const BatchNormArguments& a, long long slot, Welford w) {
-    a.partial[slot] = w.mean;
-    a.partial[a.C * a.chunks + slot] = w.m2;
+    reinterpret_cast<float2*>(a.partial)[slot] = make_float2(w.mean, w.m2);
 }
 
 __device__ __forceinline__ void store_partial(const BatchNormArguments& a, long long slot, Sums sums) {
-    a.partial[slot] = sums.dy;
-    a.partial[a.C * a.chunks + slot] = sums.dy_xc;
+    reinterpret_cast<float2*>(a.partial)[slot] = make_float2(sums.dy, sums.dy_xc);
 }
 
 // A block's partial back; `values` is how many values its chunk held (Welford needs it, Sums not).
 __device__ __forceinline__ Welford load_partial(const BatchNormArguments& a, long long slot, float values, Welford) {
-    return {values, __ldcg(a.partial + slot), __ldcg(a.partial + a.C * a.chunks + slot)};
+    const float2 pair = __ldcg(reinterpret_cast<const float2*>(a.partial) + slot);
+    return {values, pair.x, pair.y};
 }
 
 __device__ __forceinline__ Sums load_partial(const BatchNormArguments& a, long long slot, float, Sums) {
-    return {__ldcg(a.partial + slot), __ldcg(a.partial + a.C * a.chunks + slot)};
+    const float2 pair = __ldcg(reinterpret_cast<const float2*>(a.partial) + slot);
+    return {pair.x, pair.y};
 }
 
 // Planar: merge the lanes and the block's threads, store its partial; the channel's last block merges
@@ -318,25 +356,41 @@ __device__ void finish_planar(const BatchNormArguments& a, const PlanarChunk& at
     if (threadIdx.x == 0) write(at.c, total);
 }
 
-// Rows: the same per unit and lane; blockIdx.y is the chunk of rows.
+// Rows, the last block: the S column totals of each channel of the block's group (valid where
+// slot == 0) merged in column order, then write(channel, total).
+template <int V, class T, class Write>
+__device__ void write_channels(const BatchNormArguments& a, const RowsLane& at, const T (&value)[V], Write write) {
+    __shared__ T columns[ROWS_X * V];
+    if (at.slot == 0 && at.mine)  // threadIdx.x is then the unit's offset in the group
+        for (int lane = 0; lane < V; ++lane) columns[threadIdx.x * V + lane] = value[lane];
+    __syncthreads();
+    const long long first_column = (long long)blockIdx.x * at.per_row * V;
+    const int S = (int)a.S, channels = (int)(min(a.C * a.S - first_column, (long long)at.per_row * V) / S);
+    for (int c = threadIdx.y * ROWS_X + threadIdx.x; c < channels; c += ROWS_X * ROWS_Y) {
+        T total = columns[c * S];
+        for (int s = 1; s < S; ++s) total = merge(total, columns[c * S + s]);
+        write(first_column / S + c, total);
+    }
+}
+
+// Rows: the same per column (unit and lane); blockIdx.y is the chunk of rows.
 template <int V, class T, class Write>
 __device__ void finish_rows(const BatchNormArguments& a, const RowsLane& at, T (&value)[V], Write write) {
     column_merge(value, at);
     const bool owner = at.slot == 0 && at.mine;
     if (owner)
         for (int lane = 0; lane < V; ++lane)
-            store_partial(a, (at.unit * V + lane) * a.chunks + blockIdx.y, value[lane]);
+            store_partial(a, (long long)(at.unit * V + lane) * a.chunks + blockIdx.y, value[lane]);
     if (!last_to_arrive(a.tickets + blockIdx.x, (unsigned int)a.chunks)) return;
     for (int lane = 0; lane < V; ++lane) {
         value[lane] = T{};
         if (at.mine)
             for (long long k = at.slot; k < a.chunks; k += at.slots)
-                value[lane] = merge(value[lane], load_partial(a, (at.unit * V + lane) * a.chunks + k,
+                value[lane] = merge(value[lane], load_partial(a, (long long)(at.unit * V + lane) * a.chunks + k,
                                                               chunk_count(a, k, a.N, 1), T{}));
     }
     column_merge(value, at);
-    if (owner)
-        for (int lane = 0; lane < V; ++lane) write(at.unit * V + lane, value[lane]);
+    write_channels<V>(a, at, value, write);
 }
 
 // ----- finalize: invstd and the running statistics of one channel ------------------
@@ -448,7 +502,7 @@ __device__ void normalize_rows(const BatchNormArguments a) {
     const RowsLane at = rows_lane<V>(a);
     if (!at.mine) return;
     Affine affine[V];
-    for (int lane = 0; lane < V; ++lane) affine[lane] = affine_of(a, at.unit * V + lane);
+    for (int lane = 0; lane < V; ++lane) affine[lane] = affine_of(a, channel_of<V>(a, at, lane));
     auto per_lane = [&affine](int lane, float value, float) { return affine[lane](value); };
     walk_rows<V>(a, at, MapUnits<V, decltype(per_lane)>{a, a.x, false, per_lane});
 }
@@ -491,7 +545,7 @@ __device__ void backward_sums_rows(const BatchNormArguments a) {
     float center[V];
     for (int lane = 0; lane < V; ++lane) {
         sums[lane] = {0.f, 0.f};
-        center[lane] = at.mine ? a.mean[at.unit * V + lane] : 0.f;
+        center[lane] = at.mine ? a.mean[channel_of<V>(a, at, lane)] : 0.f;
     }
     if (at.mine) walk_rows<V>(a, at, [&](const auto& units) { add_gradient_units(a, units, center, sums); });
     finish_rows<V>(a, at, sums, [&](long long c, Sums total) { write_sums(a, c, total); });
@@ -532,7 +586,7 @@ __device__ void backward_input_rows(const BatchNormArguments a) {
     const RowsLane at = rows_lane<V>(a);
     if (!at.mine) return;
     InputGradient g[V];
-    for (int lane = 0; lane < V; ++lane) g[lane] = input_gradient_of(a, at.unit * V + lane);
+    for (int lane = 0; lane < V; ++lane) g[lane] = input_gradient_of(a, channel_of<V>(a, at, lane));
     auto per_lane = [&g](int lane, float dy, float value) { return g[lane](dy, value); };
     walk_rows<V>(a, at, MapUnits<V, decltype(per_lane)>{a, a.grad_output, a.count != nullptr, per_lane});
 }

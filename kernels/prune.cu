@@ -14,7 +14,10 @@
 // only, no 65535 limit on the number of tensors), with no empty block.
 // A thread handles UNROLL values per round, loaded together before any is used
 // (values and masks alike: the mask never decides whether the value is read),
-// so UNROLL * 2 loads are in flight per thread.
+// so UNROLL * 2 loads are in flight per thread. Offsets within a chunk are
+// 32-bit and a thread's loads share one base pointer (immediate offsets), which
+// keeps every streaming kernel at 40 registers or fewer with MIN_BLOCKS = 6
+// blocks per multiprocessor (tests/test_kernel_registers.py: no spills).
 //
 // Magnitudes as integers. For a non-negative IEEE float, a larger value has a
 // larger bit pattern when read as an unsigned integer. So |w| is ordered like
@@ -29,6 +32,19 @@
 //     per cent of them) are copied, as their 31-bit patterns, into one short list.
 //   digit 1 = bits 19..10, digit 2 = bits 9..0 (1024 bins each):
 //     compacted_histogram + select_digit on the short list only.
+//
+// Clustered weights. A shared-memory atomic on one address is served once per
+// lane: 32 lanes with equal digits (all weights equal, a few distinct values,
+// or the short list, whose candidates all share digit 0 and often more) would
+// wait on each other 32 times. So the histograms aggregate per warp
+// (warp_count): __match_any_sync finds the lanes with the same bin and the
+// lowest of them adds their number, one atomic per distinct bin of the warp;
+// and compact_candidates reserves room for a warp's matches with one atomic
+// (__ballot_sync and a prefix count) instead of one per match. Both need every
+// lane of the warp at the collective, so for_each_slot walks the same rounds
+// and slots in every lane of a warp (a lane past the end takes part with
+// nothing to count). With spread-out weights the match costs one instruction
+// per slot and saves little; the emulator checks the counts, not the speed.
 //
 // After these six launches `state` holds the bit pattern T of the k-th smallest
 // magnitude, how many candidates equal T, and how many of those must still be
@@ -54,9 +70,12 @@
 #define BLOCK_THREADS 256
 #define UNROLL 8
 #define CHUNK_ELEMENTS 4096  // BLOCK_THREADS * UNROLL * 2 rounds
+#define MIN_BLOCKS 6         // resident blocks per multiprocessor the streaming kernels are built for: <= 40 registers
 #define FIRST_DIGIT_BITS 11
 #define LATER_DIGIT_BITS 10
 #define MAGNITUDE_BITS 0x7fffffffu
+#define FULL_MASK 0xffffffffu
+#define NO_BIN 0xffffffffu  // warp_count: this lane counts nothing
 
 struct TensorSlot {
     const float* values;
@@ -84,49 +103,75 @@ __device__ __forceinline__ Chunk chunk_of_block(const TensorSlot* tensors, const
     return chunk;
 }
 
-// Calls visit(index, value, mask value) for every element of the chunk, UNROLL at a time:
-// all the round's loads are issued before the first visit. A missing mask reads as 1.
+// Calls visit(offset, value, mask value) for UNROLL slots per thread and round, where offset
+// counts from the thread's first element (chunk.start + threadIdx.x): all the round's loads are
+// issued before the first visit. The lanes of a warp take the same rounds and slots (those in
+// which the warp has an element), so a warp collective inside visit meets all 32 lanes; a slot
+// past the chunk's end reads as value 0, mask 0 (not a candidate). A missing mask reads as 1.
 template <class Visit>
-__device__ __forceinline__ void for_each_in_chunk(const Chunk& chunk, Visit visit) {
-    const float* values = chunk.tensor.values;
-    const float* mask = chunk.tensor.mask;
-    for (long long base = chunk.start + threadIdx.x; base < chunk.end; base += UNROLL * BLOCK_THREADS) {
+__device__ __forceinline__ void for_each_slot(const Chunk& chunk, Visit visit) {
+    const int length = (int)(chunk.end - chunk.start);  // <= CHUNK_ELEMENTS
+    const int lane_limit = length - threadIdx.x, warp_limit = length - (threadIdx.x & ~31u);  // offsets below: data
+    const float* values = chunk.tensor.values + chunk.start + threadIdx.x;
+    const float* mask = chunk.tensor.mask != nullptr ? chunk.tensor.mask + chunk.start + threadIdx.x : nullptr;
+    for (int round = 0; round < warp_limit; round += UNROLL * BLOCK_THREADS) {
         float value[UNROLL], keep[UNROLL];
 #pragma unroll
         for (int k = 0; k < UNROLL; ++k) {
-            const long long i = base + k * BLOCK_THREADS;
-            value[k] = i < chunk.end ? __ldcg(values + i) : 0.f;  // read once: L2 only, global loads
-            keep[k] = i < chunk.end && mask != nullptr ? __ldcg(mask + i) : 1.f;
+            const int offset = round + k * BLOCK_THREADS;
+            value[k] = offset < lane_limit ? __ldcg(values + offset) : 0.f;  // read once: L2 only, global loads
+            keep[k] = offset >= lane_limit ? 0.f : mask != nullptr ? __ldcg(mask + offset) : 1.f;
         }
 #pragma unroll
-        for (int k = 0; k < UNROLL; ++k) {
-            const long long i = base + k * BLOCK_THREADS;
-            if (i < chunk.end) visit(i, value[k], keep[k]);
-        }
+        for (int k = 0; k < UNROLL; ++k)
+            if (round + k * BLOCK_THREADS < warp_limit) visit(round + k * BLOCK_THREADS, value[k], keep[k]);
     }
+}
+
+// for_each_slot, visiting only the chunk's elements; visit(output + offset, value, mask value)
+// with output = the tensor's output from the thread's first element.
+template <class Visit>
+__device__ __forceinline__ void for_each_in_chunk(const Chunk& chunk, Visit visit) {
+    const int lane_limit = (int)(chunk.end - chunk.start) - threadIdx.x;
+    float* output = chunk.tensor.output + chunk.start + threadIdx.x;
+    for_each_slot(chunk, [&](int offset, float value, float keep) {
+        if (offset < lane_limit) visit(output + offset, value, keep);
+    });
+}
+
+// Adds 1 to counts[bin] (shared memory) for every lane of the warp whose bin is not NO_BIN;
+// every lane of the warp must call it. Lanes with equal bins (__match_any_sync) make one
+// atomicAdd of their number, from the lowest of them: when weights cluster (many equal
+// magnitudes, or the short list, whose candidates share digit 0), a warp on one bin makes one
+// atomic instead of 32 that the shared memory serialises. Spread bins cost one match per slot.
+__device__ __forceinline__ void warp_count(unsigned int* counts, unsigned int bin) {
+    const unsigned int same = __match_any_sync(FULL_MASK, bin);
+    if (bin != NO_BIN && __ffs(same) - 1 == (int)(threadIdx.x & 31)) atomicAdd(&counts[bin], (unsigned int)__popc(same));
 }
 
 // ----- the radix select ----------------------------------------------------------------
 // Digit 0 of every candidate, counted per block in shared memory, then added to `histogram`.
-extern "C" __global__ void __launch_bounds__(BLOCK_THREADS)
+extern "C" __global__ void __launch_bounds__(BLOCK_THREADS, MIN_BLOCKS)
 first_digit_histogram(const TensorSlot* tensors, const int* chunk_tensor, unsigned long long* histogram) {
     __shared__ unsigned int counts[1 << FIRST_DIGIT_BITS];
     for (int bin = threadIdx.x; bin < (1 << FIRST_DIGIT_BITS); bin += BLOCK_THREADS) counts[bin] = 0u;
     __syncthreads();
     const Chunk chunk = chunk_of_block(tensors, chunk_tensor);
     const int shift = 31 - FIRST_DIGIT_BITS;
-    for_each_in_chunk(chunk, [&](long long, float value, float keep) {
-        if (keep != 0.f) atomicAdd(&counts[magnitude_bits(value) >> shift], 1u);
+    for_each_slot(chunk, [&](int, float value, float keep) {
+        warp_count(counts, keep != 0.f ? magnitude_bits(value) >> shift : NO_BIN);
     });
     __syncthreads();
     for (int bin = threadIdx.x; bin < (1 << FIRST_DIGIT_BITS); bin += BLOCK_THREADS)
         if (counts[bin] != 0u) atomicAdd(&histogram[bin], (unsigned long long)counts[bin]);
 }
 
-// Copies the 31-bit patterns of the candidates whose decided bits equal the prefix
-// (digit 0, chosen by select_digit) into `short_list`; state[4] counts them. Each block
-// stages its matches in shared memory and reserves its range of the list with one atomic.
-extern "C" __global__ void __launch_bounds__(BLOCK_THREADS)
+// Copies the 31-bit patterns of the candidates whose digit 0 is the one select_digit chose
+// (the top FIRST_DIGIT_BITS bits of state[0]) into `short_list`; state[4] counts them. Each block
+// stages its matches in shared memory (a warp reserves room for all its matches of a slot
+// with one atomic: with clustered weights every candidate matches) and reserves its range
+// of the list with one atomic.
+extern "C" __global__ void __launch_bounds__(BLOCK_THREADS, MIN_BLOCKS)
 compact_candidates(const TensorSlot* tensors, const int* chunk_tensor, unsigned long long* state,
                    unsigned int* short_list) {
     __shared__ unsigned int staged[CHUNK_ELEMENTS];
@@ -135,10 +180,19 @@ compact_candidates(const TensorSlot* tensors, const int* chunk_tensor, unsigned 
     if (threadIdx.x == 0) staged_count = 0u;
     __syncthreads();
     const Chunk chunk = chunk_of_block(tensors, chunk_tensor);
-    const unsigned int prefix = (unsigned int)state[0], decided = (unsigned int)state[1];
-    for_each_in_chunk(chunk, [&](long long, float value, float keep) {
+    const int shift = 31 - FIRST_DIGIT_BITS;
+    const unsigned int digit = (unsigned int)state[0] >> shift;
+    const unsigned int lanes_before = (1u << (threadIdx.x & 31)) - 1u;
+    for_each_slot(chunk, [&](int, float value, float keep) {
         const unsigned int bits = magnitude_bits(value);
-        if (keep != 0.f && (bits & decided) == prefix) staged[atomicAdd(&staged_count, 1u)] = bits;
+        const bool match = keep != 0.f && bits >> shift == digit;
+        const unsigned int matching = __ballot_sync(FULL_MASK, match);
+        if (matching == 0u) return;  // the same in every lane
+        const unsigned int rank = __popc(matching & lanes_before);  // this lane's place among the warp's matches
+        unsigned int first = 0u;
+        if (match && rank == 0u) first = atomicAdd(&staged_count, (unsigned int)__popc(matching));
+        first = __shfl_sync(FULL_MASK, first, __ffs(matching) - 1);
+        if (match) staged[first + rank] = bits;
     });
     __syncthreads();
     if (threadIdx.x == 0 && staged_count != 0u) list_start = atomicAdd(&state[4], (unsigned long long)staged_count);
@@ -148,7 +202,7 @@ compact_candidates(const TensorSlot* tensors, const int* chunk_tensor, unsigned 
 
 // One later digit (bits shift+9..shift) of the short list, which holds state[4] patterns
 // that all match the prefix of digit 0. Any grid: blocks stride over the list.
-extern "C" __global__ void __launch_bounds__(BLOCK_THREADS)
+extern "C" __global__ void __launch_bounds__(BLOCK_THREADS, MIN_BLOCKS)
 compacted_histogram(const unsigned int* short_list, const unsigned long long* state, int shift,
                     unsigned long long* histogram) {
     __shared__ unsigned int counts[1 << LATER_DIGIT_BITS];
@@ -156,10 +210,12 @@ compacted_histogram(const unsigned int* short_list, const unsigned long long* st
     __syncthreads();
     const long long length = (long long)state[4];
     const unsigned int prefix = (unsigned int)state[0], decided = (unsigned int)state[1];
-    for (long long i = (long long)blockIdx.x * BLOCK_THREADS + threadIdx.x; i < length;
-         i += (long long)gridDim.x * BLOCK_THREADS) {
-        const unsigned int bits = short_list[i];
-        if ((bits & decided) == prefix) atomicAdd(&counts[(bits >> shift) & ((1u << LATER_DIGIT_BITS) - 1u)], 1u);
+    for (long long round = (long long)blockIdx.x * BLOCK_THREADS; round < length;
+         round += (long long)gridDim.x * BLOCK_THREADS) {  // the same rounds in every thread (warp_count)
+        const long long i = round + threadIdx.x;
+        const unsigned int bits = i < length ? short_list[i] : 0u;
+        const bool counted = i < length && (bits & decided) == prefix;
+        warp_count(counts, counted ? (bits >> shift) & ((1u << LATER_DIGIT_BITS) - 1u) : NO_BIN);
     }
     __syncthreads();
     for (int bin = threadIdx.x; bin < (1 << LATER_DIGIT_BITS); bin += BLOCK_THREADS)
@@ -200,19 +256,16 @@ select_digit(const unsigned long long* histogram, int bins, int shift, unsigned 
 // ----- masks ----------------------------------------------------------------------------
 // output = 1 where the entry was a candidate and bits(|w|) >= keep_from_bits, else 0.
 // output may alias mask.
-extern "C" __global__ void __launch_bounds__(BLOCK_THREADS)
+extern "C" __global__ void __launch_bounds__(BLOCK_THREADS, MIN_BLOCKS)
 mask_from_threshold(const TensorSlot* tensors, const int* chunk_tensor, unsigned int keep_from_bits) {
-    const Chunk chunk = chunk_of_block(tensors, chunk_tensor);
-    float* output = chunk.tensor.output;
-    for_each_in_chunk(chunk, [&](long long i, float value, float keep) {
-        output[i] = keep != 0.f && magnitude_bits(value) >= keep_from_bits ? 1.0f : 0.0f;
+    for_each_in_chunk(chunk_of_block(tensors, chunk_tensor), [&](float* output, float value, float keep) {
+        *output = keep != 0.f && magnitude_bits(value) >= keep_from_bits ? 1.0f : 0.0f;
     });
 }
 
 // output = w * mask; output may alias values (prune in place).
-extern "C" __global__ void __launch_bounds__(BLOCK_THREADS)
+extern "C" __global__ void __launch_bounds__(BLOCK_THREADS, MIN_BLOCKS)
 apply_mask(const TensorSlot* tensors, const int* chunk_tensor) {
-    const Chunk chunk = chunk_of_block(tensors, chunk_tensor);
-    float* output = chunk.tensor.output;
-    for_each_in_chunk(chunk, [&](long long i, float value, float keep) { output[i] = value * keep; });
+    for_each_in_chunk(chunk_of_block(tensors, chunk_tensor),
+                      [&](float* output, float value, float keep) { *output = value * keep; });
 }

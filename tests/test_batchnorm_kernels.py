@@ -11,6 +11,7 @@ several blocks per channel). Two devices run the same checks:
   without a GPU;
 - "cuda": the real GPU (marker gpu; skipped without CUDA).
 """
+import math
 import re
 import types
 
@@ -27,13 +28,21 @@ STEPS = batchnorm_cuda.steps
 
 import cuda_emulator
 
-# Shapes: planar scalar (S odd), planar float4 (S % 4 == 0), rows float4 and
-# scalar (C % 4), (N, C, L), a single row per chunk, one-channel inputs, rows of
-# fewer than 32 units (C = 10: three rows side by side per warp; C = 12 as float4: ten).
-EMULATED_SHAPES = [(3, 5, 7, 11), (33, 12, 13, 13), (6, 8, 4, 4), (257, 100), (67, 37), (5, 3, 2), (2, 1, 3, 5),
+# Shapes: planar scalar (S odd), planar float4 (S % 4 == 0, S > 16), rows float4 and
+# scalar (C % 4), a single row per chunk, one-channel inputs, rows of fewer than 32
+# units (C = 10: three rows side by side per warp; C = 12 as float4: ten).
+EMULATED_SHAPES = [(3, 5, 7, 11), (33, 12, 13, 13), (5, 3, 6, 4), (257, 100), (67, 37), (2, 1, 3, 7),
                    (45, 10), (83, 12)]
-GPU_SHAPES = EMULATED_SHAPES + [(257, 1000), (33, 64, 13, 13), (4, 3, 301, 299), (8192, 36), (2, 2048, 7, 7),
-                                (1, 3, 1000, 1001)]
+# Tiny maps (S <= 16) take the rows kernels, a row being one sample's C*S values: S = 1, 2, 3, 4, 9
+# with odd N and C (scalar: C*S % 4 != 0), float4 rows whose units hold part of a channel (S = 9,
+# C = 20: 45 units, cut into groups of 27) or several channels (S = 2), a row cut into groups of
+# 32 + 1 units (S = 4, C = 33) or 30 + 15 floats (S = 3, C = 15), side by side rows (S = 4, C = 5:
+# five units, six rows per warp) and several chunks of rows (N = 67, 129).
+TINY_SHAPES = [(7, 5, 1, 1), (9, 3, 1, 2), (5, 7, 3), (11, 5, 2, 2), (13, 9, 3, 3), (7, 20, 3, 3), (9, 6, 2),
+               (5, 33, 2, 2), (3, 15, 1, 3), (67, 5, 2, 2), (129, 3, 3), (31, 11, 4, 4), (6, 8, 4, 4), (5, 3, 2)]
+GPU_SHAPES = EMULATED_SHAPES + TINY_SHAPES + [
+    (257, 1000), (33, 64, 13, 13), (4, 3, 301, 299), (8192, 36), (2, 2048, 7, 7), (1, 3, 1000, 1001),
+    (256, 512, 2, 2), (255, 511, 3, 3), (1023, 257, 2, 1)]
 
 
 class _Emulated(cuda_emulator.OnEmulator):
@@ -132,8 +141,34 @@ def test_every_kernel_matches_its_numpy_twin(device, rng):
         _check_every_step(device, shape, rng)
 
 
+def test_tiny_maps_take_the_rows_kernels_and_match_the_twins(monkeypatch, rng):
+    emulated = _Emulated(monkeypatch)
+    for shape in TINY_SHAPES:
+        _check_every_step(emulated, shape, rng)
+        layout = batchnorm_cuda._Layout("batch_norm_statistics", shape, ())
+        assert layout.kernel.startswith("batch_norm_statistics_rows"), shape
+    launched = set(emulated.device.launches)
+    assert {f"batch_norm_{step}_rows_v{v}" for step in ("statistics", "normalize", "backward_sums",
+                                                         "backward_input") for v in (1, 4)} <= launched
+    assert batchnorm_cuda._Layout("batch_norm_statistics", (2, 3, 17), ()).kernel.endswith("planar_v1")
+
+
+def test_a_row_group_holds_whole_channels_and_whole_units():
+    """A block's units of a row end where a channel (S floats) and a unit (V floats) both end."""
+    for s in range(1, batchnorm_cuda.TINY_PLANE + 1):
+        for vector in (1, 4):
+            for channels in (1, 3, 7, 20, 33, 100):
+                units = channels * s // vector
+                if channels * s % vector:
+                    continue
+                group = batchnorm_cuda._row_group(units, s, vector)
+                assert 1 <= group <= batchnorm_cuda.ROWS_X and group * vector % s == 0, (s, vector, channels)
+                assert group == units or (group + math.lcm(s, vector) // vector > batchnorm_cuda.ROWS_X)
+
+
 def test_unaligned_data_takes_the_scalar_kernels(device, rng):
     _check_every_step(device, (9, 12, 4, 4), rng, misaligned=True)
+    _check_every_step(device, (3, 4, 5, 4), rng, misaligned=True)  # planar
     _check_every_step(device, (70, 16), rng, misaligned=True)
 
 
@@ -189,7 +224,7 @@ def test_layer_runs_on_the_kernels(device, rng):
 
 def test_host_constants_match_the_kernel_source():
     defines = dict(re.findall(r"#define (\w+)\s+(\d+)", kernels.source("batchnorm")))
-    for name in ("PLANAR_THREADS", "ROWS_X", "ROWS_Y", "MIN_BLOCKS_SCALAR", "MIN_BLOCKS_FLOAT4"):
+    for name in ("PLANAR_THREADS", "ROWS_X", "ROWS_Y", "TINY_PLANE", "MIN_BLOCKS_SCALAR", "MIN_BLOCKS_FLOAT4"):
         assert int(defines[name]) == getattr(batchnorm_cuda, name), name
 
 

@@ -4,7 +4,7 @@ Each kind of bug is shown on a kernel written for the test (not by breaking
 kernels/*.cu), next to the correct kernel, which must pass: a missing fence
 before a ticket, two launches in flight sharing tickets, a host array passed
 as a pointer, a grid over 65535 in y, full-mask warp collectives in a partial
-warp. Blocks run on several OS threads and threads switch between barriers,
+warp, lanes that skip a warp collective (a match) that the others call. Blocks run on several OS threads and threads switch between barriers,
 which the last tests check.
 """
 import threading
@@ -76,6 +76,30 @@ extern "C" __global__ void interleaving(int* log, int* length) {
 extern "C" __global__ void barrier_in_a_branch(int* out) {
     if (threadIdx.x < 16) __syncthreads();
     out[threadIdx.x] = 1;
+}
+// __match_any_sync on 32- and 64-bit values (the high half only, as wide = 1) and __match_all_sync.
+extern "C" __global__ void warp_match(const unsigned int* values, unsigned int* any, unsigned int* all, int* same,
+                                      unsigned int mask, int wide) {
+    const unsigned int value = values[threadIdx.x];
+    any[threadIdx.x] = wide ? __match_any_sync(mask, (unsigned long long)value << 32 | threadIdx.x % 2 * 0u)
+                            : __match_any_sync(mask, value);
+    all[threadIdx.x] = __match_all_sync(mask, value, &same[threadIdx.x]);
+}
+// A warp-aggregated count (as prune.cu's histograms make it): lanes with equal bins add their number once.
+extern "C" __global__ void aggregated_count(const unsigned int* bins, int n, unsigned int* counts, int* atomics) {
+    const int i = threadIdx.x;
+    const unsigned int bin = i < n ? bins[i] : 0xffffffffu;  // past the end: nothing to count, but still calls
+    const unsigned int same = __match_any_sync(0xffffffffu, bin);
+    if (bin != 0xffffffffu && __ffs(same) - 1 == i % 32) {
+        atomicAdd(&counts[bin], (unsigned int)__popc(same));
+        atomicAdd(atomics, 1);
+    }
+}
+// The same, but lanes past the end leave before the match: they never reach it.
+extern "C" __global__ void aggregated_count_past_the_end(const unsigned int* bins, int n, unsigned int* counts) {
+    if ((int)threadIdx.x >= n) return;
+    const unsigned int same = __match_any_sync(0xffffffffu, bins[threadIdx.x]);
+    if (__ffs(same) - 1 == (int)threadIdx.x % 32) atomicAdd(&counts[bins[threadIdx.x]], (unsigned int)__popc(same));
 }
 '''
 
@@ -196,6 +220,42 @@ def test_masked_shuffles_and_ballots_in_a_partial_warp(warps):
     assert int(ballots[0]) == 0xfffe  # lane 0 holds 0
     with pytest.raises(RuntimeError, match=r"__ballot_sync with mask 0xffffffff in a warp of 16 lanes"):
         warps.kernel("warp_ballot")((1,), (16,), (values, ballots, np.uint32(0xffffffff)))
+
+
+def _same_value_lanes(values, mask):
+    return [sum(1 << other for other in range(32) if mask >> other & 1 and values[other] == values[lane])
+            for lane in range(32)]
+
+
+def test_match_any_and_match_all_in_whole_and_partial_warps(warps):
+    values = warps.xp.asarray(np.arange(48) % 3 * 7, dtype=np.uint32)  # three values per warp
+    any_, all_, same = (warps.xp.zeros(48, dtype=dtype) for dtype in (np.uint32, np.uint32, np.int32))
+    for wide in (0, 1):
+        warps.kernel("warp_match")((1,), (32,), (values, any_, all_, same, np.uint32(0xffffffff), np.int32(wide)))
+        assert any_.tolist()[:32] == _same_value_lanes(values.tolist(), 0xffffffff)
+        assert all_.tolist()[:32] == [0] * 32 and same.tolist()[:32] == [0] * 32
+    values[:] = 5
+    warps.kernel("warp_match")((1,), (32,), (values, any_, all_, same, np.uint32(0xffffffff), np.int32(0)))
+    assert any_.tolist()[:32] == all_.tolist()[:32] == [0xffffffff] * 32 and same.tolist()[:32] == [1] * 32
+    values[:] = warps.xp.asarray(np.arange(48) % 2, dtype=np.uint32)
+    warps.kernel("warp_match")((1,), (16,), (values, any_, all_, same, np.uint32(0xffff), np.int32(0)))
+    assert any_.tolist()[:16] == [0x5555, 0xaaaa] * 8  # lanes outside the mask never match
+    with pytest.raises(RuntimeError, match=r"__match_any_sync with mask 0xffffffff in a warp of 16 lanes"):
+        warps.kernel("warp_match")((1,), (48,), (values, any_, all_, same, np.uint32(0xffffffff), np.int32(0)))
+
+
+def test_a_warp_aggregated_count_makes_one_atomic_per_distinct_bin(warps):
+    rng = np.random.default_rng(0)
+    for n, bins in [(75, np.full(75, 3)), (96, rng.choice([2, 9, 14], size=96)), (50, rng.integers(0, 16, size=50))]:
+        counts, atomics = warps.xp.zeros(16, dtype=np.uint32), warps.xp.zeros(1, dtype=np.int32)
+        warps.kernel("aggregated_count")((1,), (96,), (warps.xp.asarray(np.resize(bins, 96), dtype=np.uint32),
+                                                        np.int32(n), counts, atomics))
+        assert counts.tolist() == np.bincount(bins[:n], minlength=16).tolist()
+        distinct_per_warp = sum(len(set(bins[start:min(start + 32, n)].tolist())) for start in range(0, n, 32))
+        assert int(atomics[0]) == distinct_per_warp  # e.g. all equal: one atomic per warp, not 75
+    with pytest.raises(RuntimeError, match="deadlock in block"):  # lanes that leave early never meet the match
+        warps.kernel("aggregated_count_past_the_end")((1,), (96,), (warps.xp.zeros(96, dtype=np.uint32),
+                                                                     np.int32(75), warps.xp.zeros(16, np.uint32)))
 
 
 def test_a_barrier_that_some_threads_skip_is_a_deadlock_not_a_hang(warps):

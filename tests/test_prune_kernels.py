@@ -6,7 +6,9 @@ Each launcher of selection.py (the radix select ``kth_smallest_cuda``,
 are compared with the NumPy twins on fresh random inputs: several tensors of
 different sizes in one launch (the multi-tensor path; sizes that are not
 multiples of the 256-thread block; an empty tensor), ties within and across
-tensors, all-equal magnitudes (one bin of the first digit holds every candidate),
+tensors, all-equal magnitudes (one bin of the first digit holds every candidate)
+and three magnitudes (clustered weights: the histograms' warps add a count per
+distinct bin, not per lane),
 signed zeros, infinities, NaNs and subnormals,
 masks that have already pruned entries, and k = 0, 1, 2, n/3, n/2, n - 1, n
 (n candidates). Two devices run the same checks:
@@ -62,11 +64,13 @@ def _problems(sizes, rng):
     normal = [rng.normal(size=size).astype(np.float32) for size in sizes]
     ties = [rng.choice(np.array([0.5, -0.25, 1.0, 0.0, -0.0, -2.0], np.float32), size=size) for size in sizes]
     equal = [np.where(rng.random(size) < 0.5, 0.75, -0.75).astype(np.float32) for size in sizes]
+    three = [rng.choice(np.array([0.3, -0.3, 1.7, -2.5e-3], np.float32), size=size) for size in sizes]
     special = [np.where(rng.random(size) < 0.2, rng.choice(SPECIAL_VALUES, size=size), value)
                for size, value in zip(sizes, normal)]
     return [("normal", normal, masks_for(normal)),
             ("ties", ties, masks_for(ties)),
             ("all equal, all candidates", equal, [np.ones_like(value) for value in equal]),
+            ("three magnitudes, all candidates", three, [np.ones_like(value) for value in three]),
             ("special values", special, masks_for(special, keep=0.9))]
 
 

@@ -13,8 +13,10 @@
 //   reported as a deadlock instead of hanging.
 // - Warps may be partial (a block of 48 threads has a warp of 16 lanes). Warp
 //   collectives (__shfl*_sync, __ballot_sync, __any_sync, __all_sync,
-//   __syncwarp) take a mask: every lane it names must exist and call with the
-//   same mask, and a shuffle may read only lanes of the mask.
+//   __match_any_sync, __match_all_sync, __syncwarp) take a mask: every lane it
+//   names must exist and call with the same mask (a lane that skips the call,
+//   e.g. past the end of the data, is a deadlock), and a shuffle may read only
+//   lanes of the mask.
 // - __shared__ variables are per worker (static thread_local): a block finds
 //   them as the previous block on its worker left them, so a kernel that forgets
 //   to initialize shared memory reads stale values.
@@ -32,14 +34,17 @@
 // - The GPU's memory ordering: the host (x86: total store order) is stronger
 //   than the GPU's, so a missing fence is caught only by the ticket rule above,
 //   not by a stale read.
-// - Speed, occupancy, registers, coalescing, bank conflicts.
+// - Speed, occupancy, registers, coalescing, bank conflicts, and contention:
+//   an atomic costs the same whether 1 or 32 lanes hit one address (so a warp-
+//   aggregated histogram is checked for its counts, never for its speed).
 // - Out-of-bounds accesses (they touch host memory, or crash the process), and
 //   pointers inside tables (only pointer arguments are checked, in Python).
 // - The float precision of special functions (sqrtf is exact here). Arithmetic
 //   is IEEE, one rounding per operation (-ffp-contract=off: no FMA).
 //
 // Supported (cuda_emulator_api.h): 1-3-D blocks and grids, __shared__ arrays (not
-// extern __shared__), warp collectives with masks, __syncthreads_count/_or/_and,
+// extern __shared__), warp collectives with masks (shuffles, ballot, any, all,
+// match_any and match_all on 32- and 64-bit values), __syncthreads_count/_or/_and,
 // atomicAdd on int, unsigned int, unsigned long long, float and double, atomicMax,
 // Min, Exch, CAS, Or, And on the integer types, atomicSub, atomicInc, float2/4,
 // double2, uchar4, int4, uint4, __float_as_uint, __popc, __clz, __ffs, __brev, the

@@ -117,15 +117,46 @@ inline void __threadfence() {
 }
 inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline void __syncwarp(unsigned int mask = 0xffffffffu) { emu::warp_meet(mask, "__syncwarp"); }
-inline unsigned int __ballot_sync(unsigned int mask, int predicate) {
-    emu::Warp& warp = emu::my_warp();
-    warp.slots[emu::lane()] = predicate != 0;
-    emu::warp_meet(mask, "__ballot_sync");
-    unsigned int bits = 0;
+namespace emu {
+// The lanes of `mask` whose posted value passes `test`, after every lane of the mask posted its own.
+template <class Test>
+unsigned int lanes_where(unsigned int mask, uint64_t posted, const char* what, Test test) {
+    Warp& warp = my_warp();
+    warp.slots[lane()] = posted;
+    warp_meet(mask, what);
+    unsigned int lanes = 0;
     for (int l = 0; l < 32; ++l)
-        if ((mask >> l & 1u) && warp.slots[l]) bits |= 1u << l;
-    emu::warp_meet(mask, "__ballot_sync");
+        if ((mask >> l & 1u) && test(warp.slots[l])) lanes |= 1u << l;
+    warp_meet(mask, what);  // no lane posts again before every lane has read
+    return lanes;
+}
+
+template <class T>
+uint64_t bits_of(T value) {
+    static_assert(sizeof(T) == 4 || sizeof(T) == 8, "a match takes a 32- or 64-bit value");
+    uint64_t bits = 0;
+    std::memcpy(&bits, &value, sizeof(T));
     return bits;
+}
+}  // namespace emu
+
+inline unsigned int __ballot_sync(unsigned int mask, int predicate) {
+    return emu::lanes_where(mask, predicate != 0, "__ballot_sync", [](uint64_t posted) { return posted != 0; });
+}
+// The lanes of the mask whose value has the same bits as this lane's.
+template <class T>
+unsigned int __match_any_sync(unsigned int mask, T value) {
+    const uint64_t own = emu::bits_of(value);
+    return emu::lanes_where(mask, own, "__match_any_sync", [own](uint64_t posted) { return posted == own; });
+}
+// The mask if every lane of it holds the same bits (and *predicate = 1), else 0 (and *predicate = 0).
+template <class T>
+unsigned int __match_all_sync(unsigned int mask, T value, int* predicate) {
+    const uint64_t own = emu::bits_of(value);
+    const bool all = emu::lanes_where(mask, own, "__match_all_sync", [own](uint64_t posted) { return posted == own; })
+                     == mask;
+    *predicate = all;
+    return all ? mask : 0u;
 }
 inline int __any_sync(unsigned int mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
 inline int __all_sync(unsigned int mask, int predicate) { return __ballot_sync(mask, predicate) == mask; }

@@ -7,9 +7,12 @@ kernel of the same name. Every kernel takes one ``BatchNormArguments`` struct
 (the dtype ``ARGUMENTS`` below, field for field): a launch fills the fields it
 needs by name and leaves the rest zero (null).
 
-A launch sees x as (N, C, S): the planar kernels cover NCHW (S > 1), the rows
-kernels (N, C) (S == 1); float4 variants are chosen when the inner size is a
-multiple of 4 and every array is 16-byte aligned. ``_Layout`` decides how many
+A launch sees x as (N, C, S): the planar kernels cover NCHW with S > TINY_PLANE,
+the rows kernels every input whose (C, S) block of a sample is a short enough
+row to read whole: (N, C) (S == 1) and tiny maps (S <= TINY_PLANE, e.g. 2x2 or
+3x3; kernels/batchnorm.cu's header says why 16). float4 variants are chosen when
+the inner size (S planar, C*S rows) is a multiple of 4 and every array is
+16-byte aligned. ``_Layout`` decides how many
 blocks share one channel's reduction: enough for one wave of resident blocks
 (the occupancy query of ``kernels.Device.resident_blocks``) on every
 multiprocessor, so that the GPU is busy even when C is small.
@@ -25,11 +28,12 @@ from .batchnorm_steps import BatchNormSteps
 PLANAR_THREADS = 256
 ROWS_X, ROWS_Y = 32, 8
 MIN_BLOCKS_SCALAR, MIN_BLOCKS_FLOAT4 = 6, 4  # __launch_bounds__: resident blocks when the device cannot say
+TINY_PLANE = 16             # S <= this (floats per (sample, channel) plane): the rows kernels
 UNITS_PER_THREAD = 4        # fewer than this per thread and a chunk is not worth a block
 MAX_GRID_Y = 65535
 
 # The C struct BatchNormArguments, field for field: geometry, pointers, scalars.
-GEOMETRY = ("N", "C", "S", "chunks", "chunk_units")
+GEOMETRY = ("N", "C", "S", "chunks", "chunk_units", "group_units", "side_by_side")
 POINTERS = ("x", "grad_output", "output", "weight", "bias", "running_mean", "running_var", "mean", "invstd",
             "m2", "count", "sum_dy", "sum_dy_xhat", "partial", "tickets")
 ARGUMENTS = np.dtype([(name, "<i8") for name in GEOMETRY] + [(name, "<u8") for name in POINTERS]
@@ -42,6 +46,22 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
+def inner_size(shape):
+    """(layout, inner) of an (N, C, *spatial) input: "rows" with inner = C*S (one sample's values, a
+    row) when S <= TINY_PLANE, else "planar" with inner = S. The kernels load float4 when inner % 4 == 0."""
+    s = math.prod(shape[2:])
+    return ("rows", shape[1] * s) if s <= TINY_PLANE else ("planar", s)
+
+
+def _row_group(units, s, vector):
+    """Units of a row per block column: all of a row of fewer than ROWS_X units, else the most
+    whole channels (S floats) in ROWS_X units (V floats), cut where a channel and a unit both end."""
+    if units < ROWS_X:
+        return units
+    period = math.lcm(s, vector)  # floats
+    return ROWS_X * vector // period * period // vector
+
+
 def _resident_blocks(kernel, threads, vector):
     query = getattr(device, "resident_blocks", None)  # the CPU emulator has no occupancy to ask
     if query is None:
@@ -50,37 +70,40 @@ def _resident_blocks(kernel, threads, vector):
 
 
 class _Layout:
-    """Grid, block, kernel suffix and the (N, C, S, chunks, chunk_units) geometry of one launch.
+    """Grid, block, kernel suffix and the geometry (GEOMETRY) of one launch.
 
-    S and chunk_units are in units of the vector width (4 floats or 1).
-    Planar: grid (C * chunks,), each block one chunk of one channel's N*S units.
-    Rows: grid (ceil(C/V / 32), chunks), each block 32 channel units by one chunk of rows (a
-    row of fewer than 32 units: 32 / (C/V) rows side by side in each warp).
+    Planar: S and chunk_units in units of the vector width V (4 floats or 1); grid (C * chunks,),
+    each block one chunk of one channel's N*S units.
+    Rows: S in floats, chunk_units in rows; a row is one sample's C*S floats, C*S/V units; grid
+    (ceil(units / group_units), chunks), each block group_units units (whole channels, at most 32)
+    by one chunk of rows (a row of fewer than 32 units: side_by_side = 32 // units rows in each warp).
     """
 
     def __init__(self, kernel, shape, arrays):
         n, c = shape[0], shape[1]
         s = math.prod(shape[2:])
-        if s >= 2 ** 31:
-            raise ValueError(f"batch_norm: {s} values per (sample, channel) plane exceed the kernels' 32-bit "
-                             f"plane index (input shape {tuple(shape)})")
-        rows = s == 1
-        inner = c if rows else s
+        layout, inner = inner_size(shape)
+        if inner >= 2 ** 31:
+            what = "sample" if layout == "rows" else "(sample, channel) plane"
+            raise ValueError(f"batch_norm: {inner} values per {what} exceed the kernels' 32-bit index "
+                             f"(input shape {tuple(shape)})")
+        rows = layout == "rows"
         aligned = all(kernels.address(array, device) % 16 == 0 for array in arrays)
         vector = 4 if inner % 4 == 0 and aligned else 1
-        self.kernel = f"{kernel}_{'rows' if rows else 'planar'}_v{vector}"
+        self.kernel = f"{kernel}_{layout}_v{vector}"
         threads = ROWS_X * ROWS_Y if rows else PLANAR_THREADS
         target_blocks = _resident_blocks(self.kernel, threads, vector) * device.multiprocessors
         if rows:
-            units = c // vector
-            groups = _ceil_div(units, ROWS_X)
-            side_by_side = max(1, ROWS_X // units)  # rows a warp covers at once (kernels/batchnorm.cu, RowsLane)
+            units = c * s // vector
+            group_units = _row_group(units, s, vector)
+            groups = _ceil_div(units, group_units)
+            side_by_side = ROWS_X // group_units  # rows a warp covers at once (kernels/batchnorm.cu, RowsLane)
             most = min(MAX_GRID_Y, max(1, _ceil_div(n, ROWS_Y * side_by_side * UNITS_PER_THREAD)))
             chunks = min(most, max(1, _ceil_div(target_blocks, groups)))
             chunk_units = _ceil_div(n, chunks)
             chunks = _ceil_div(n, chunk_units)  # no empty chunk
             self.grid, self.block, self.tickets = (groups, chunks), (ROWS_X, ROWS_Y), groups
-            s_units = 1
+            s_units, partials = s, c * s * chunks  # S in floats; a partial per column and chunk
         else:
             s_units = s // vector
             units = n * s_units
@@ -89,8 +112,11 @@ class _Layout:
             chunk_units = _ceil_div(units, chunks)
             chunks = _ceil_div(units, chunk_units)
             self.grid, self.block, self.tickets = (c * chunks,), (PLANAR_THREADS,), c
+            group_units = side_by_side = 0
+            partials = c * chunks  # a partial per channel and chunk
         self.chunks = chunks
-        self.geometry = dict(zip(GEOMETRY, (n, c, s_units, chunks, chunk_units)))
+        self.partial_size = 2 * partials  # floats: two per partial
+        self.geometry = dict(zip(GEOMETRY, (n, c, s_units, chunks, chunk_units, group_units, side_by_side)))
 
     def launch(self, momentum=0.0, eps=0.0, **arrays):
         _launch(self.kernel, self.grid, self.block, self.geometry, momentum, eps, arrays)
@@ -140,7 +166,7 @@ class CudaSteps(BatchNormSteps):
         layout = _Layout("batch_norm_statistics", x.shape, (x,))
         count, finalize = _counts(x.shape), combine is None
         mean, m2, invstd = xp.empty((3, x.shape[1]), dtype=np.float32)
-        layout.launch(momentum, eps, x=x, partial=xp.empty(2 * x.shape[1] * layout.chunks, dtype=np.float32),
+        layout.launch(momentum, eps, x=x, partial=xp.empty(layout.partial_size, dtype=np.float32),
                       tickets=device.tickets(layout.tickets), count=count, mean=mean, m2=m2,
                       invstd=invstd if finalize else None, running_mean=running_mean if finalize else None,
                       running_var=running_var if finalize else None)
@@ -184,7 +210,7 @@ class CudaSteps(BatchNormSteps):
         if x.size:
             layout = _Layout("batch_norm_backward_sums", x.shape, (grad_output, x))
             layout.launch(grad_output=grad_output, x=x, mean=_contiguous(mean), invstd=_contiguous(invstd),
-                          partial=xp.empty(2 * x.shape[1] * layout.chunks, dtype=np.float32),
+                          partial=xp.empty(layout.partial_size, dtype=np.float32),
                           tickets=device.tickets(layout.tickets), sum_dy=sums[0], sum_dy_xhat=sums[1])
         return sums[0], sums[1]
 
