@@ -64,7 +64,7 @@ step() {  # step NAME TIMEOUT COMMAND...: run and time it; a failure is logged, 
     fi
     step bench-batchnorm 40 $PY benchmarks/bench_batchnorm.py --quick --out "$RESULTS"
     step bench-sgd 25 $PY benchmarks/bench_sgd.py --quick --out "$RESULTS"
-    step bench-prune 25 $PY benchmarks/bench_prune.py --quick --out "$RESULTS/bench_prune_gpu.json"
+    step bench-prune 35 $PY benchmarks/bench_prune.py --quick --out "$RESULTS/bench_prune_gpu.json"
     step bench-data 15 $PY benchmarks/bench_data.py --device cuda --repeats 3 \
         --data-dir .data/fashion-mnist --output-dir "$RESULTS"
 } 2>&1 | tee "$OUT/suite.log"
