@@ -78,6 +78,7 @@ def batch_norm_inputs(shape=(16, 8, 10, 10), seed=0, offset=1.0):
 def test_batch_statistics_and_gradient_sums_match_the_twins(threads, shape):
     x, dy, _, mean, invstd, _, _ = batch_norm_inputs(shape)
     for fast, reference in zip(cpu_fast.batch_statistics(x), batchnorm.batch_statistics(x)):
+        assert fast.dtype == reference.dtype  # float64 counts; mean and M2 in x's float32
         close(fast, reference)
     sums = zip(cpu_fast.gradient_sums(dy, x, mean, invstd), batchnorm.gradient_sums(dy, x, mean, invstd))
     for fast, reference in sums:

@@ -94,7 +94,10 @@ def batch_statistics(x):
         centered = part - mean[:, None]
         return np.full(mean.shape, count, dtype=np.float64), mean, np.einsum("ncs,ncs->c", centered, centered)
 
-    return merge_statistics(*_partial_sums(values, chunk))
+    count, mean, m2 = merge_statistics(*_partial_sums(values, chunk))
+    # merged in the float64 of the counts; mean and M2 in x's dtype, as the twin gives them (a float64
+    # mean would make every later pass over x, gradient_sums' centered copy first, a float64 pass)
+    return count, mean.astype(x.dtype, copy=False), m2.astype(x.dtype, copy=False)
 
 
 def gradient_sums(grad_output, x, mean, invstd):
