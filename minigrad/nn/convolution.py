@@ -173,8 +173,8 @@ class Conv2dInputGrad(Function):
         grad_x = xp.zeros(input_shape, dtype=grad.dtype)
 
         def work(chunks, scratch):
+            _, room = scratch  # no padded input here: only room for the chunk's W^T g
             for batch in chunks:
-                _, room = scratch  # the padded-input part is None: the gradient is not padded
                 grad_cols = room[:(batch.stop - batch.start) * groups * shape.rows * shape.pixels]
                 grad_cols = xp.matmul(matrix_t, shape.grad_by_group(grad[batch]),
                                       out=grad_cols.reshape(-1, groups, shape.rows, shape.pixels))
