@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import backend, parallel
 from ..function import Function
-from .windows import ONE, check_kernel_fits, fold, pad_into, pair, sides, windows, with_batch_axis
+from .windows import ONE, check_kernel_fits, fold, output_size, pad_into, pair, sides, windows, with_batch_axis
 
 CHUNK_BYTES = 1 << 20  # one chunk's im2col matrix: about half of a core's L2 cache
 # The weight gradient's GEMMs sum over output pixels: an image with fewer than this many is too
@@ -63,7 +63,7 @@ class Geometry:
         self.kernel = (kh, kw)
         (top, bottom), (left, right) = padding
         self.padded_size = (input_shape[2] + top + bottom, input_shape[3] + left + right)
-        self.out_size = tuple((size - d * (k - 1) - 1) // s + 1
+        self.out_size = tuple(output_size(size, k, s, d)
                               for size, k, s, d in zip(self.padded_size, self.kernel, stride, dilation))
         self.pixels = self.out_size[0] * self.out_size[1]
         self.rows = self.channels // groups * kh * kw  # one group's im2col rows
