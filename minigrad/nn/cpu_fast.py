@@ -26,9 +26,29 @@ def _cache_chunks(array):
     return -(-array.nbytes // CHUNK_BYTES)
 
 
-def _broadcastable(values, ndim):
-    """(C,) -> (1, C, 1, ...) for an ndim-D (N, C, ...) array."""
-    return values.reshape((1, -1) + (1,) * (ndim - 2))
+def _rows(array):
+    """(N, C, ...) as (N, C*S): one image per row (S = 1 for (N, C))."""
+    return array.reshape(len(array), -1)
+
+
+def _plane_size(array):
+    """S, the values per channel and image of an (N, C, ...) array."""
+    return int(np.prod(array.shape[2:], dtype=np.int64))
+
+
+def _pattern(values, size, dtype):
+    """(C,) -> (1, C*S), each channel's value repeated S = ``size`` times: one image's worth.
+
+    A per-channel operand shaped (1, C*S) against (N, C*S) rows runs NumPy's ufuncs
+    on long contiguous rows, about 1.6x faster than a (1, C, 1) one against (N, C, S),
+    whose stride-0 rows of S values NumPy walks one at a time.
+    """
+    return np.repeat(np.asarray(values, dtype=dtype), size)[None]
+
+
+def _per_channel(totals, channels, size):
+    """(C*S,) sums over the batch -> (C,) sums over the batch and the plane of S values."""
+    return totals.reshape(channels, size).sum(axis=1)
 
 
 def _partial_sums(array, function):
@@ -52,16 +72,17 @@ def _combine(terms, constant=None):
     cache; centering before scaling keeps the twin's accuracy when |mean| >> std.
     """
     first = terms[0][0]
-    out = np.empty_like(first)
+    size, out = _plane_size(first), np.empty(first.shape, dtype=first.dtype)  # C order: rows are views
+    rows = _rows(out)
 
     def per_channel(values):
-        return None if values is None else _broadcastable(np.asarray(values, dtype=first.dtype), first.ndim)
+        return None if values is None else _pattern(values, size, first.dtype)
 
-    terms = [(array, per_channel(center), per_channel(coefficient)) for array, center, coefficient in terms]
+    terms = [(_rows(array), per_channel(center), per_channel(coefficient)) for array, center, coefficient in terms]
     constant = per_channel(constant)
 
     def chunk(start, stop):
-        part = out[start:stop]
+        part = rows[start:stop]
         for index, (array, center, coefficient) in enumerate(terms):
             target = part if index == 0 else np.empty_like(part)
             if center is None:
@@ -85,14 +106,15 @@ def batch_statistics(x):
     (the twin makes two passes over the whole batch and a whole-batch centered
     copy), and the chunks are merged with Chan's formula (batchnorm.merge_statistics).
     """
-    values = x.reshape(x.shape[0], x.shape[1], -1)
+    size, channels, values = _plane_size(x), x.shape[1], _rows(x)
 
     def chunk(start, stop):
         part = values[start:stop]
-        count = part.shape[0] * part.shape[2]
-        mean = part.sum(axis=0).sum(axis=1) / count
-        centered = part - mean[:, None]
-        return np.full(mean.shape, count, dtype=np.float64), mean, np.einsum("ncs,ncs->c", centered, centered)
+        count = len(part) * size
+        mean = _per_channel(part.sum(axis=0), channels, size) / count
+        centered = part - _pattern(mean, size, x.dtype)
+        m2 = _per_channel(np.einsum("nk,nk->k", centered, centered), channels, size)
+        return np.full(mean.shape, count, dtype=np.float64), mean, m2
 
     count, mean, m2 = merge_statistics(*_partial_sums(values, chunk))
     # merged in the float64 of the counts; mean and M2 in x's dtype, as the twin gives them (a float64
@@ -103,11 +125,13 @@ def batch_statistics(x):
 def gradient_sums(grad_output, x, mean, invstd):
     """batchnorm.gradient_sums: per-channel (sum dy, sum dy * xhat), each (C,), summed chunk by chunk
     with each chunk's centered x in cache."""
-    values, grads = x.reshape(x.shape[0], x.shape[1], -1), grad_output.reshape(x.shape[0], x.shape[1], -1)
+    size, channels, values, grads = _plane_size(x), x.shape[1], _rows(x), _rows(grad_output)
+    center = _pattern(mean, size, x.dtype)
 
     def chunk(start, stop):
         dy = grads[start:stop]
-        return dy.sum(axis=0).sum(axis=1), np.einsum("ncs,ncs->c", dy, values[start:stop] - mean[:, None])
+        return (_per_channel(dy.sum(axis=0), channels, size),
+                _per_channel(np.einsum("nk,nk->k", dy, values[start:stop] - center), channels, size))
 
     sum_dy, sum_dy_centered = _partial_sums(values, chunk)
     return sum_dy.sum(axis=0), sum_dy_centered.sum(axis=0) * invstd
