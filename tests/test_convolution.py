@@ -190,3 +190,23 @@ def test_conv_errors_name_the_op_and_shapes(rng):
         F.conv_transpose2d(x, mg.tensor(rng.normal(size=(4, 2, 3, 3))), stride=2, output_padding=2)
     with pytest.raises(ValueError, match="pad: padding size should be less than the corresponding input dimension"):
         F.pad(x, (6, 0), mode="reflect")
+
+
+@pytest.mark.parametrize("kernel, dilation, padding", [((3, 3), (1, 1), ((1, 1), (1, 1))),
+                                                       ((4, 3), (1, 2), ((1, 2), (2, 2))),
+                                                       ((2, 5), (2, 1), ((0, 0), (3, 0)))])
+def test_fold_by_planes_gives_folds_bits(kernel, dilation, padding, rng):
+    """The input gradient's plane fold (stride 1, padding >= 0) against windows.fold, on float32
+    values of odd sizes: the same sums in the same order, so the same bits, and its zeroed planes
+    serve a second call."""
+    from minigrad.nn import windows
+    n, c, h, w = 3, 5, 11, 7
+    (top, bottom), (left, right) = padding
+    padded = (h + top + bottom, w + left + right)
+    out_size = tuple(windows.output_size(size, k, 1, d) for size, k, d in zip(padded, kernel, dilation))
+    planes = np.zeros((kernel[0] * kernel[1], n, c) + padded, dtype=np.float32)
+    for _ in range(2):
+        cols = rng.normal(size=(n, c) + kernel + out_size).astype(np.float32)
+        expected = windows.fold(cols, np.zeros((n, c, h, w), dtype=np.float32), (1, 1), dilation, padding)
+        out = windows.fold_by_planes(cols, np.empty((n, c, h, w), dtype=np.float32), planes, dilation, padding)
+        np.testing.assert_array_equal(out, expected)

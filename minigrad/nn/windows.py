@@ -87,6 +87,28 @@ def fold(cols, out, stride, dilation=ONE, padding=((0, 0), (0, 0))):
     return out
 
 
+def fold_by_planes(cols, out, planes, dilation=ONE, padding=((0, 0), (0, 0))):
+    """``fold`` for stride 1 and padding >= 0 on every side, written to ``out`` instead of added.
+
+    cols (N, C, KH, KW, OH, OW); out (N, C, H, W); planes (KH*KW, N, C, H + top + bottom,
+    W + left + right), zero wherever no tap writes (zeroed once, reused: each call writes
+    the same places). Each tap's values are copied into their own padded plane, the planes
+    are summed, and the inside is cut out. The sums are fold's, in the same order, so the
+    bits are too; NumPy copies short strided rows several times faster than it adds them.
+    """
+    (kh, kw), (out_h, out_w) = cols.shape[2:4], cols.shape[4:]
+    for i in range(kh):
+        for j in range(kw):
+            row, column = i * dilation[0], j * dilation[1]
+            planes[i * kw + j][:, :, row:row + out_h, column:column + out_w] = cols[:, :, i, j]
+    total = planes[0].copy()
+    for plane in planes[1:]:
+        total += plane
+    (top, _), (left, _) = padding
+    out[...] = total[:, :, top:top + out.shape[2], left:left + out.shape[3]]
+    return out
+
+
 def _grow(x, sides, value=0.0):
     (top, bottom), (left, right) = sides
     if top == bottom == left == right == 0:
