@@ -1,4 +1,5 @@
-"""The fast CPU steps of minigrad/nn/cpu_fast.py against their NumPy twins, on the default CNN's shapes.
+"""The fast CPU steps of minigrad/nn/cpu_fast.py (and the threaded ReLU of ops.py) against their NumPy
+twins, on the default CNN's shapes.
 
 Batch 128, float32: BatchNorm and max-pool on (128, 32, 28, 28) and (128, 64, 14, 14). Each pair is timed in
 alternation (median of --rounds rounds, so both see the same machine load) at
@@ -77,8 +78,13 @@ def max_pool_cases(rng, shape):
     winner = pool.winner
     relu = mg.ops.ReLU()
     relu.forward(x)
-    return {f"ReLU forward {shape}": (lambda: relu.forward(x), lambda: cpu_fast.relu_forward(x)),
-            f"ReLU backward {shape}": (lambda: relu.backward(x), lambda: cpu_fast.relu_backward(x, relu.positive)),
+
+    def relu_in_one_pass():  # the twin: ops.ReLU's two lines on the whole array (what it runs at 1 thread)
+        out = np.maximum(x, 0)
+        return out, out != 0
+    # the engine's ReLU and its derivative split the pass over the threads at 2 threads
+    return {f"ReLU forward {shape}": (relu_in_one_pass, lambda: relu.forward(x)),
+            f"ReLU backward {shape}": (lambda: x * relu.positive, lambda: mg.ops.ReLUMask().forward(x, relu.positive)),
             f"max_pool2d forward {shape}": (lambda: pool.forward(x, **options),
                                             lambda: cpu_fast.max_pool2d_forward(x, (2, 2), (2, 2))),
             f"max_pool2d backward {shape}": (lambda: pool.backward(grad),

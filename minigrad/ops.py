@@ -14,7 +14,7 @@ methods (``a + b``, ``a.sum(dim=1)``).
 """
 import numpy as np
 
-from . import backend
+from . import backend, parallel
 from .function import Function
 from .tensor import Tensor
 
@@ -344,14 +344,48 @@ class Abs(Function):
         return grad * self.sign
 
 
+def _split_over_threads(*arrays):
+    """Whether an elementwise pass over these NumPy arrays runs in batch chunks on minigrad's threads
+    (minigrad/parallel.py): with more than one thread, on arrays of a MiB or more. The chunks run
+    the same operations, so the bits are the same."""
+    first = arrays[0]
+    return (all(type(array) is np.ndarray and array.shape == first.shape for array in arrays)
+            and first.ndim > 0 and first.nbytes >= 1 << 20 and parallel.thread_policy.get_num_threads() > 1)
+
+
 class ReLU(Function):
     def forward(self, a):
-        out = _xp(a).maximum(a, 0)  # NaN stays NaN, -inf becomes 0 (as PyTorch)
-        self.positive = out != 0  # where the gradient passes: a > 0, and at NaN (as PyTorch)
+        if not _split_over_threads(a):
+            out = _xp(a).maximum(a, 0)  # NaN stays NaN, -inf becomes 0 (as PyTorch)
+            self.positive = out != 0  # where the gradient passes: a > 0, and at NaN (as PyTorch)
+            return out
+        out, positive = np.empty(a.shape, dtype=a.dtype), np.empty(a.shape, dtype=bool)
+
+        def chunk(start, stop):  # the two lines above, on images start..stop
+            np.maximum(a[start:stop], 0, out=out[start:stop])
+            np.not_equal(out[start:stop], 0, out=positive[start:stop])
+        parallel.for_each_chunk(len(a), chunk)
+        self.positive = positive
         return out
 
     def backward(self, grad):  # 1 where a > 0, else 0: a constant mask
-        return grad * self.positive
+        return ReLUMask.apply(grad, self.positive)
+
+
+class ReLUMask(Function):
+    """grad * mask for a constant boolean mask: ReLU's derivative, and (linear in grad) its own."""
+
+    def forward(self, grad, positive):
+        self.positive = positive
+        if not _split_over_threads(grad, positive):
+            return grad * positive
+        out = np.empty(grad.shape, dtype=grad.dtype)
+        parallel.for_each_chunk(len(grad), lambda start, stop: np.multiply(grad[start:stop], positive[start:stop],
+                                                                           out=out[start:stop]))
+        return out
+
+    def backward(self, grad_of_out):
+        return ReLUMask.apply(grad_of_out, self.positive), None
 
 
 class LeakyReLU(Function):

@@ -212,27 +212,3 @@ def max_pool2d_backward(grad, winner, input_shape, kernel_size, stride):
 
     for_each_chunk(len(grad), chunk, min_chunks=_cache_chunks(grad))
     return out
-
-
-def relu_forward(a):
-    """ops.ReLU.forward: (maximum(a, 0), the mask out != 0), both made chunk by chunk while the chunk
-    is in cache; the batch is split over the threads. The same operations as the twin, so the same bits."""
-    out, positive = np.empty_like(a), np.empty(a.shape, dtype=bool)
-
-    def chunk(start, stop):
-        np.maximum(a[start:stop], 0, out=out[start:stop])
-        np.not_equal(out[start:stop], 0, out=positive[start:stop])
-
-    for_each_chunk(len(a), chunk, min_chunks=_cache_chunks(a))
-    return out, positive
-
-
-def relu_backward(grad, positive):
-    """ops.ReLU.backward: grad * positive, split over the threads."""
-    out = np.empty_like(grad)
-
-    def chunk(start, stop):
-        np.multiply(grad[start:stop], positive[start:stop], out=out[start:stop])
-
-    for_each_chunk(len(grad), chunk, min_chunks=_cache_chunks(grad))
-    return out
