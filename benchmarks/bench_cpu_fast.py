@@ -24,9 +24,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minigrad as mg  # noqa: E402
-import minigrad.nn.functional as F  # noqa: E402
 from benchmarks.machine import cpu_name  # noqa: E402
-from minigrad.nn import batchnorm, cpu_fast  # noqa: E402
+from minigrad.nn import batchnorm, cpu_fast, pooling  # noqa: E402
 
 
 def interleaved_ms(reference, fast, rounds):
@@ -71,11 +70,9 @@ def batch_norm_cases(rng, shape):
 
 def max_pool_cases(rng, shape):
     x = np.maximum(rng.standard_normal(shape, dtype=np.float32), 0)
-    pool = F.MaxPool2d()
-    options = dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))
-    best = pool.forward(x, **options)
+    options = ((2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1))  # kernel, stride, padding, dilation
+    best, winner = pooling.max_of_windows(x, *options)
     grad = rng.standard_normal(best.shape, dtype=np.float32)
-    winner = pool.winner
     relu = mg.ops.ReLU()
     relu.forward(x)
 
@@ -85,9 +82,9 @@ def max_pool_cases(rng, shape):
     # the engine's ReLU and its derivative split the pass over the threads at 2 threads
     return {f"ReLU forward {shape}": (relu_in_one_pass, lambda: relu.forward(x)),
             f"ReLU backward {shape}": (lambda: x * relu.positive, lambda: mg.ops.ReLUMask().forward(x, relu.positive)),
-            f"max_pool2d forward {shape}": (lambda: pool.forward(x, **options),
+            f"max_pool2d forward {shape}": (lambda: pooling.max_of_windows(x, *options),
                                             lambda: cpu_fast.max_pool2d_forward(x, (2, 2), (2, 2))),
-            f"max_pool2d backward {shape}": (lambda: pool.backward(grad),
+            f"max_pool2d backward {shape}": (lambda: pooling.scatter_to_winners(grad, winner, shape, *options),
                                              lambda: cpu_fast.max_pool2d_backward(grad, winner, shape, (2, 2), (2, 2)))}
 
 
