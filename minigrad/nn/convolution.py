@@ -34,7 +34,8 @@ import numpy as np
 
 from .. import backend, parallel
 from ..function import Function
-from .windows import ONE, check_kernel_fits, fold, fold_by_planes, output_size, pad_into, pair, sides, windows, with_batch_axis
+from .windows import (ONE, check_kernel_fits, fold, fold_by_planes, output_size, pad_into, pair, sides, windows,
+                      with_batch_axis)
 
 CHUNK_BYTES = 1 << 20  # one chunk's im2col matrix: about half of a core's L2 cache
 # The weight gradient's GEMMs sum over output pixels: an image with fewer than this many is too
