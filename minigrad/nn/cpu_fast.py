@@ -178,7 +178,9 @@ def max_pool2d_forward(x, kernel_size, stride):
     def chunk(start, stop):
         block, top, choice = x[start:stop], best[start:stop], winner[start:stop]
         for i, j, rows, columns in _offsets(kernel_size, stride, (out_h, out_w)):
-            candidate = block[:, :, rows, columns]
+            # one copy of the strided window view, then flat passes: NumPy copies strided rows
+            # faster than its comparisons and maxima read them
+            candidate = np.ascontiguousarray(block[:, :, rows, columns])
             if i == j == 0:
                 top[...], choice[...] = candidate, 0
                 continue
