@@ -83,10 +83,11 @@ class Geometry:
         return grad.reshape(grad.shape[0], self.groups, self.out_channels // self.groups, self.pixels)
 
     def folds_by_planes(self, array):
-        """Whether the input gradient folds with windows.fold_by_planes: NumPy data, stride 1 and no
-        negative padding. (Its planes take KH*KW padded copies of a chunk; on a GPU the chunk is
-        the whole batch, so the GPU keeps ``fold``.)"""
-        return (_xp(array) is np and tuple(self.stride) == ONE
+        """Whether the input gradient folds with windows.fold_by_planes: NumPy data, stride 1, more
+        than one tap and no negative padding. (Its planes take KH*KW padded copies of a chunk; on a
+        GPU the chunk is the whole batch, so the GPU keeps ``fold``. A 1x1 kernel's fold is one add,
+        which the planes' copies would only lengthen.)"""
+        return (_xp(array) is np and tuple(self.stride) == ONE and self.kernel != (1, 1)
                 and min(side for axis in self.padding for side in axis) >= 0)
 
     def in_chunks(self, array, work, padded=True, planes=False):
