@@ -108,3 +108,53 @@ def test_shared_parameters_are_listed_once():
     layer = nn.Linear(2, 2)
     model = nn.Sequential(layer, nn.ReLU(), layer)
     assert len(list(model.parameters())) == 2
+
+
+def _step_one_by_one(modules, x):
+    """The modules applied one after the other, in their written order (no reordering)."""
+    for module in modules:
+        x = module(x)
+    return x
+
+
+@pytest.mark.parametrize("pool", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                  dict(kernel_size=2, stride=1), dict(kernel_size=3, stride=2, ceil_mode=True),
+                                  dict(kernel_size=2, dilation=2)])
+def test_sequential_pools_before_relu_with_the_same_values_and_gradients(pool, monkeypatch):
+    """Sequential runs ReLU -> MaxPool2d as MaxPool2d -> ReLU: the outputs and every gradient must be
+    those of the written order, on data with many ties and zeros (rounded values), overlapping
+    windows, padding, ceil_mode and dilation included."""
+    rng = np.random.default_rng(7)
+    mg.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(**pool),
+                          nn.Flatten())
+    images = np.round(rng.standard_normal((5, 2, 11, 13)) * 2).astype(np.float32)
+    images[0, 0, :2, :2] = -0.0
+    results = []
+    for run in (model, lambda x: _step_one_by_one(list(model), x)):
+        model.zero_grad()
+        x = mg.tensor(images, requires_grad=True)
+        out = run(x)
+        (out * mg.tensor(np.linspace(-1, 1, out.shape[1], dtype=np.float32))).sum().backward()
+        results.append([out.numpy(), x.grad.numpy()] + [p.grad.numpy() for p in model.parameters()])
+    for reordered, written in zip(*results):
+        np.testing.assert_array_equal(reordered, written)
+    # and the ReLU did run on the pooled map
+    shapes = []
+    relu = nn.ReLU.function
+    monkeypatch.setattr(nn.ReLU, "function", staticmethod(lambda x: shapes.append(x.shape) or relu(x)))
+    pooled = model[3](model[1](model[0](mg.tensor(images))))
+    model(mg.tensor(images))
+    assert shapes == [pooled.shape]
+
+
+def test_sequential_keeps_the_written_order_for_pre_hooks_and_indices():
+    x = mg.tensor(np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4) - 16)
+    relu, pool = nn.ReLU(), nn.MaxPool2d(2)
+    seen = []
+    relu.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].shape))
+    out = nn.Sequential(relu, pool)(x)
+    assert seen == [(2, 1, 4, 4)]
+    np.testing.assert_array_equal(out.numpy(), np.maximum(x.numpy(), 0)[:, :, 1::2, 1::2])
+    values, indices = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2, return_indices=True))(x)
+    assert values.shape == indices.shape == (2, 1, 2, 2)

@@ -212,8 +212,27 @@ class Dropout(Module):
         return f"p={self.p}"
 
 
+def _pool_first(module, following):
+    """Whether Sequential runs ``module``, a ReLU, and ``following``, a max-pool, as the pool then the ReLU.
+
+    ReLU is monotone, so it commutes with taking a maximum: maxpool(relu(x)) = relu(maxpool(x)).
+    The gradients agree as well: either way a window's gradient reaches the input that won it
+    (the first maximum), and only when that maximum is positive. Pooling first runs the ReLU and
+    its derivative on the pooled map, a quarter of the values for a 2x2 pool: on train.py's
+    default CNN that saves about a tenth of a training step (see the README's benchmarks).
+    Not when either module has a pre-hook (it would see the other order), nor when the pool
+    also returns indices.
+    """
+    return (type(module) is ReLU and type(following) is MaxPool2d and not following.options["return_indices"]
+            and not module._forward_pre_hooks and not following._forward_pre_hooks)
+
+
 class Sequential(Module):
-    """Modules applied in order; named '0', '1', ... or by an OrderedDict's keys."""
+    """Modules applied in order; named '0', '1', ... or by an OrderedDict's keys.
+
+    A ReLU directly followed by a MaxPool2d runs as the max-pool, then the ReLU: the same
+    values and gradients, with less work (``_pool_first``).
+    """
 
     def __init__(self, *modules):
         super().__init__()
@@ -225,8 +244,16 @@ class Sequential(Module):
                 self.add_module(str(index), module)
 
     def forward(self, input):
-        for module in self._modules.values():
-            input = module(input)
+        modules = list(self._modules.values())
+        index = 0
+        while index < len(modules):
+            module = modules[index]
+            if index + 1 < len(modules) and _pool_first(module, modules[index + 1]):
+                input = module(modules[index + 1](input))
+                index += 2
+            else:
+                input = module(input)
+                index += 1
         return input
 
     def __getitem__(self, index):
