@@ -42,6 +42,7 @@ from . import batchnorm_cuda
 from . import cpu_fast
 from .batchnorm_steps import BatchNormSteps, merge_statistics  # noqa: F401  (Chan's formula, shared)
 from .module import Module, Parameter
+from .pooling import MaxPool2dScatter
 
 
 def _channel_view(x):
@@ -199,6 +200,18 @@ def _steps_for(x, *per_channel):
     return next(steps for steps in BACKENDS if steps.accepts(x, *per_channel))
 
 
+def fuses_with_max_pool(layer, x):
+    """Whether ``layer`` may run on x (a Tensor) together with a max-pool after it, as BatchNormMaxPool:
+    a plain BatchNorm2d (not a subclass: SyncBatchNorm's op talks to other processes) on a
+    non-empty 4-D batch that the fast CPU steps take."""
+    if type(layer) is not BatchNorm2d or layer.function_class is not BatchNormFunction:
+        return False
+    if not isinstance(x, Tensor) or x.ndim != 4 or x.data.size == 0:
+        return False
+    per_channel = (_raw(value) for value in (layer.weight, layer.bias, layer.running_mean, layer.running_var))
+    return isinstance(_steps_for(x.data, *per_channel), FastCpuSteps)
+
+
 # ----- the differentiable op ---------------------------------------------------------
 class BatchNormFunction(Function):
     """y = batch_norm(x; weight, bias) with the closed-form backward.
@@ -236,19 +249,25 @@ class BatchNormFunction(Function):
 
     def forward(self, x, weight, bias, running_mean=None, running_var=None, training=False,
                 momentum=0.1, eps=1e-5, group=None):
+        steps = self._statistics(x, weight, bias, running_mean, running_var, training, momentum, eps, group)
+        if training:
+            return steps.normalize(x, self.statistics["mean"], self.statistics["invstd"], weight, bias)
+        return steps.normalize_with_running_stats(x, running_mean, running_var, weight, bias, eps)
+
+    def _statistics(self, x, weight, bias, running_mean, running_var, training, momentum, eps, group):
+        """The statistics to normalize x with, kept in ``self.statistics`` (the running ones move in
+        training); returns the backend's steps."""
         steps = _steps_for(x, weight, bias, running_mean, running_var)
         self.group = group
         if training:
             combine = self.combine_statistics if self._overrides("combine_statistics") else None
             count, mean, invstd = steps.training_statistics(x, running_mean, running_var, momentum, eps, combine)
-            y = steps.normalize(x, mean, invstd, weight, bias)
         else:
             count, mean = None, running_mean.copy()  # a copy: the buffer may move before backward
             invstd = 1 / backend.array_module(x).sqrt(running_var + eps)
-            y = steps.normalize_with_running_stats(x, running_mean, running_var, weight, bias, eps)
         # The statistics x was normalised with, in both modes; the gradient ops take them as they are.
         self.statistics = dict(mean=mean, invstd=invstd, count=count, training=training, eps=eps, steps=steps)
-        return y
+        return steps
 
     def backward(self, grad):
         x, weight = self.inputs[:2]
@@ -269,6 +288,46 @@ class BatchNormFunction(Function):
         grad_weight = BatchNormWeightGrad.apply(grad, x, total=sum_dy_xhat, **statistics) if need_weight else None
         grad_bias = ChannelSum.apply(grad, total=sum_dy) if need_bias else None
         return grad_x, grad_weight, grad_bias
+
+
+class BatchNormMaxPool(BatchNormFunction):
+    """max_pool2d(batch_norm(x)) as one op, on the fast CPU path (cpu_fast: float32/64 NumPy data, a
+    pool without padding or dilation): nn.Sequential runs a BatchNorm2d and the MaxPool2d right
+    after it with it (nn/layers.py). The same values and gradients as the two ops, bit for bit,
+    with fewer passes over memory: each chunk of images is normalized and pooled at once, so the
+    normalized batch is never written out whole; on one thread, backward makes the pool's input
+    gradient chunk by chunk inside batch norm's two passes, so that gradient is never written out
+    either (cpu_fast.max_pool_gradient).
+
+    apply(x, weight, bias, kernel_size=, stride=, **BatchNormFunction's options).
+    """
+
+    def forward(self, x, weight, bias, running_mean=None, running_var=None, training=False,
+                momentum=0.1, eps=1e-5, group=None, kernel_size=None, stride=None):
+        self._statistics(x, weight, bias, running_mean, running_var, training, momentum, eps, group)
+        statistics = self.statistics
+        best, winner = cpu_fast.normalize_max_pool(x, statistics["mean"], statistics["invstd"], weight, bias,
+                                                   kernel_size, stride)
+        self.pool = dict(winner=winner, input_shape=x.shape, kernel_size=kernel_size, stride=stride,
+                         padding=((0, 0), (0, 0)))
+        return best
+
+    def backward(self, grad):
+        if mode.is_grad_enabled():  # create_graph: through the differentiable ops, the scatter made whole
+            return super().backward(MaxPool2dScatter.apply(grad, **self.pool))
+        x, weight = self.inputs[:2]
+        need_x, need_weight, need_bias = self.needs_input_grad
+        statistics, pool = self.statistics, self.pool
+        grad_output = cpu_fast.max_pool_gradient(grad.data, pool["winner"], x.shape, pool["kernel_size"],
+                                                 pool["stride"])
+        sum_dy = sum_dy_xhat = grad_x = None
+        if need_weight or need_bias or (need_x and statistics["training"]):  # as BatchNormFunction.backward
+            sum_dy, sum_dy_xhat = cpu_fast.gradient_sums(grad_output, x.data, statistics["mean"], statistics["invstd"])
+        if need_x:
+            grad_x = Tensor(cpu_fast.input_gradient(grad_output, x.data, statistics["mean"], statistics["invstd"],
+                                                    None if weight is None else weight.data, sum_dy, sum_dy_xhat,
+                                                    statistics["count"], statistics["training"]))
+        return (grad_x, Tensor(sum_dy_xhat) if need_weight else None, Tensor(sum_dy) if need_bias else None)
 
 
 # ----- the gradient ops, each differentiable again --------------------------------------
@@ -388,7 +447,7 @@ def _empty_batch(input, weight, bias):
 
 
 def _batch_norm(function_class, input, running_mean, running_var, weight, bias, training, momentum, eps,
-                group=None):
+                group=None, max_pool=None):
     op = "batch_norm"
     if input.data.size == 0:
         return _empty_batch(input, weight, bias)
@@ -403,8 +462,11 @@ def _batch_norm(function_class, input, running_mean, running_var, weight, bias, 
                          f"(training=False)")
     if training:
         _check_batch_size(op, input.shape)
-    return function_class.apply(input, weight, bias, running_mean=running_mean, running_var=running_var,
-                                training=training, momentum=momentum, eps=eps, group=group)
+    options = dict(running_mean=running_mean, running_var=running_var, training=training, momentum=momentum,
+                   eps=eps, group=group)
+    if max_pool is not None:  # (kernel_size, stride) of the max-pool that follows: one op
+        return BatchNormMaxPool.apply(input, weight, bias, kernel_size=max_pool[0], stride=max_pool[1], **options)
+    return function_class.apply(input, weight, bias, **options)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
@@ -467,7 +529,9 @@ class _BatchNorm(Module):
     def _check_input_dim(self, input):
         raise NotImplementedError
 
-    def forward(self, input):
+    def forward(self, input, max_pool=None):
+        """Batch norm of ``input``; with ``max_pool`` = (kernel_size, stride) pairs, also the max-pool
+        (no padding) of the result, in one op (BatchNormMaxPool: nn.Sequential passes it, see nn/layers.py)."""
         name = type(self).__name__
         self._check_input_dim(input)
         if input.shape[1] != self.num_features:
@@ -482,7 +546,8 @@ class _BatchNorm(Module):
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         use_batch_stats = self.training or self.running_mean is None
         return _batch_norm(self.function_class, input, self.running_mean, self.running_var,
-                           self.weight, self.bias, use_batch_stats, momentum, self.eps, group=self.group)
+                           self.weight, self.bias, use_batch_stats, momentum, self.eps, group=self.group,
+                           max_pool=max_pool)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

@@ -37,6 +37,16 @@ def _rows(array):
     return array.reshape(len(array), -1)
 
 
+def _row_source(array):
+    """``rows(start, stop)``: images start..stop of an (N, C, ...) array as (stop - start, C*S) rows.
+    The batch norm passes read their gradient through such a function, so that it can also be made
+    chunk by chunk (``max_pool_gradient``) instead of read from a whole array."""
+    if callable(array):
+        return array
+    values = _rows(array)
+    return lambda start, stop: values[start:stop]
+
+
 def _plane_size(array):
     """S, the values per channel and image of an (N, C, ...) array."""
     return int(np.prod(array.shape[2:], dtype=np.int64))
@@ -70,38 +80,38 @@ def _partial_sums(array, function):
     return [np.stack(values) for values in zip(*in_order)]
 
 
-def _combine(terms, constant=None):
+def _combine(terms, like, constant=None):
     """out = sum of (array - center) * coefficient over ``terms`` + constant, per channel.
 
-    terms: (array (N, C, ...), center (C,) or None, coefficient (C,)) triples; constant (C,) or None.
+    terms: (array (N, C, ...) or a row source (``_row_source``), center (C,) or None, coefficient (C,))
+    triples; ``like``: an array of out's shape and dtype; constant (C,) or None.
     One loop over cache-sized batch chunks does every term, so the temporaries never leave the
     cache; centering before scaling keeps the twin's accuracy when |mean| >> std.
     """
-    first = terms[0][0]
-    size, out = _plane_size(first), np.empty(first.shape, dtype=first.dtype)  # C order: rows are views
+    size, out = _plane_size(like), np.empty(like.shape, dtype=like.dtype)  # C order: rows are views
     rows = _rows(out)
 
     def per_channel(values):
-        return None if values is None else _pattern(values, size, first.dtype)
+        return None if values is None else _pattern(values, size, like.dtype)
 
-    terms = [(_rows(array), per_channel(center), per_channel(coefficient)) for array, center, coefficient in terms]
+    terms = [(_row_source(array), per_channel(center), per_channel(coefficient)) for array, center, coefficient in terms]
     constant = per_channel(constant)
 
     def chunk(start, stop):
         part = rows[start:stop]
-        for index, (array, center, coefficient) in enumerate(terms):
+        for index, (source, center, coefficient) in enumerate(terms):
             target = part if index == 0 else np.empty_like(part)
             if center is None:
-                np.multiply(array[start:stop], coefficient, out=target)
+                np.multiply(source(start, stop), coefficient, out=target)
             else:
-                np.subtract(array[start:stop], center, out=target)
+                np.subtract(source(start, stop), center, out=target)
                 target *= coefficient
             if index > 0:
                 part += target
         if constant is not None:
             part += constant
 
-    for_each_chunk(len(first), chunk, min_chunks=_min_chunks(first))
+    for_each_chunk(len(like), chunk, min_chunks=_min_chunks(like))
     return out
 
 
@@ -130,12 +140,12 @@ def batch_statistics(x):
 
 def gradient_sums(grad_output, x, mean, invstd):
     """batchnorm.gradient_sums: per-channel (sum dy, sum dy * xhat), each (C,), summed chunk by chunk
-    with each chunk's centered x in cache."""
-    size, channels, values, grads = _plane_size(x), x.shape[1], _rows(x), _rows(grad_output)
+    with each chunk's centered x in cache. ``grad_output``: an array, or a row source (``_row_source``)."""
+    size, channels, values, grads = _plane_size(x), x.shape[1], _rows(x), _row_source(grad_output)
     center = _pattern(mean, size, x.dtype)
 
     def chunk(start, stop):
-        dy = grads[start:stop]
+        dy = grads(start, stop)
         return (_per_channel(dy.sum(axis=0), channels, size),
                 _per_channel(np.einsum("nk,nk->k", dy, values[start:stop] - center), channels, size))
 
@@ -146,7 +156,7 @@ def gradient_sums(grad_output, x, mean, invstd):
 def normalize(x, mean, invstd, weight, bias):
     """batchnorm.normalize: y = (x - mean) * (invstd * weight) + bias per channel, in one chunked pass."""
     scale = invstd if weight is None else invstd * weight
-    return _combine([(x, mean, scale)], bias)
+    return _combine([(x, mean, scale)], x, bias)
 
 
 def input_gradient(grad_output, x, mean, invstd, weight, sum_dy, sum_dy_xhat, count, training):
@@ -155,13 +165,15 @@ def input_gradient(grad_output, x, mean, invstd, weight, sum_dy, sum_dy_xhat, co
     With scale = weight * invstd and xhat = (x - mean) * invstd:
     dx = scale * (dy - sum_dy / M - xhat * sum_dy_xhat / M), so
     a = scale, b = -scale * invstd * sum_dy_xhat / M, c = -scale * sum_dy / M: one chunked pass
-    where the twin makes six whole-batch passes and three temporaries.
+    where the twin makes six whole-batch passes and three temporaries. ``grad_output``: an array, or
+    a row source (``_row_source``).
     """
     scale = invstd if weight is None else invstd * weight
     if not training:
-        return _combine([(grad_output, None, scale)]).astype(x.dtype, copy=False)
+        return _combine([(grad_output, None, scale)], x).astype(x.dtype, copy=False)
     slope = -scale * invstd * sum_dy_xhat / count
-    return _combine([(grad_output, None, scale), (x, mean, slope)], -scale * sum_dy / count).astype(x.dtype, copy=False)
+    return _combine([(grad_output, None, scale), (x, mean, slope)], x,
+                    -scale * sum_dy / count).astype(x.dtype, copy=False)
 
 
 def _offsets(kernel, stride, out_size):
@@ -220,3 +232,36 @@ def max_pool2d_backward(grad, winner, input_shape, kernel_size, stride):
 
     for_each_chunk(len(grad), chunk, min_chunks=_min_chunks(grad))
     return out
+
+
+# ----- batch norm and a max-pool after it, as one op (batchnorm.BatchNormMaxPool) -------------------------
+def normalize_max_pool(x, mean, invstd, weight, bias, kernel_size, stride):
+    """max_pool2d_forward(normalize(x, mean, invstd, weight, bias), kernel_size, stride), chunk by chunk
+    of images: each chunk is normalized and pooled while it is in the cache, so the normalized
+    batch is never written out whole. The same operations, so the same bits as the two steps."""
+    n, _, h, w = x.shape
+    (kh, kw), (sh, sw) = kernel_size, stride
+    pooled_shape = (n, x.shape[1], (h - kh) // sh + 1, (w - kw) // sw + 1)
+    best, winner = np.empty(pooled_shape, dtype=x.dtype), np.empty(pooled_shape, dtype=np.int16)
+
+    def chunk(start, stop):
+        best[start:stop], winner[start:stop] = max_pool2d_forward(
+            normalize(x[start:stop], mean, invstd, weight, bias), kernel_size, stride)
+
+    for_each_chunk(n, chunk, min_chunks=_min_chunks(x))
+    return best, winner
+
+
+def max_pool_gradient(grad, winner, input_shape, kernel_size, stride):
+    """max_pool2d_backward(grad, winner, input_shape, ...) as gradient_sums and input_gradient take
+    their grad_output. On one thread, a row source (``_row_source``): each cache-sized chunk of the
+    pool's input gradient is made when a pass asks for it, and the whole gradient never exists.
+    On more, where each pass takes one large chunk per thread, making the chunks twice (once per
+    pass) outside the cache costs more than writing the whole gradient once: the array."""
+    if thread_policy.get_num_threads() > 1:
+        return max_pool2d_backward(grad, winner, input_shape, kernel_size, stride)
+
+    def rows(start, stop):
+        return _rows(max_pool2d_backward(grad[start:stop], winner[start:stop], (stop - start,) + tuple(input_shape[1:]),
+                                         kernel_size, stride))
+    return rows
