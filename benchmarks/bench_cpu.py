@@ -2,10 +2,11 @@
 
 Each step is forward, cross-entropy, backward and an SGD update (momentum 0.9)
 with the same weights, batch and thread count in both frameworks. Reported:
-the median step time over many steps, and the ratio minigrad / PyTorch
-(below 1 means minigrad is faster). train.py's default CNN is timed in
-interleaved rounds (minigrad, then PyTorch, --rounds times), with the median
-of the rounds' ratios and the ratio of CPU times next to the wall times. A hand-written NumPy forward/backward of
+the median step time, and the ratio minigrad / PyTorch
+(below 1 means minigrad is faster). Each model is timed in interleaved rounds
+(a few steps of minigrad, then of PyTorch, --rounds times), so that both see the
+same machine load; the ratio is the median of the rounds' ratios, with the
+ratio of CPU times next to it. A hand-written NumPy forward/backward of
 the MLP shows what the arithmetic alone costs, so the difference is the
 engine's own overhead. The per-op overhead of a tiny elementwise op is timed
 too.
@@ -28,7 +29,7 @@ parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.R
 parser.add_argument("--threads", type=int, default=1, help="threads for NumPy's BLAS and PyTorch (default 1)")
 parser.add_argument("--steps", type=int, default=60, help="timed steps per model and framework")
 parser.add_argument("--rounds", type=int, default=9,
-                    help="default CNN: rounds of minigrad then PyTorch, each round a few steps (default 9)")
+                    help="rounds of minigrad then PyTorch per model, each round a few steps (default 9)")
 parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "cpu.json"))
 args = parser.parse_args()
 # The BLAS reads its thread count when it loads, so set it before numpy is imported.
@@ -170,25 +171,22 @@ def main():
     y = rng.integers(0, 10, BATCH)
     rows = []
 
+    def side_by_side(models, inputs, steps_per_round):
+        ours, theirs = models
+        ours_ms, theirs_ms, ratio, cpu_ratio = interleaved_ms(minigrad_step(ours, inputs, y),
+                                                              torch_step(theirs, inputs, y), args.rounds, steps_per_round)
+        return {"minigrad": ours_ms, "pytorch": theirs_ms, "median_ratio_of_rounds": ratio, "cpu_time_ratio": cpu_ratio}
+
     our_mlp, torch_mlp = mlp_models()
     weights = [p.numpy().copy() for p in our_mlp.parameters()]
-    mlp = {"minigrad": median_ms(minigrad_step(our_mlp, x, y), args.steps),
-           "pytorch": median_ms(torch_step(torch_mlp, x, y), args.steps),
-           "numpy_by_hand": median_ms(numpy_mlp_step(weights, x, y), args.steps)}
+    mlp = side_by_side((our_mlp, torch_mlp), x, steps_per_round=max(1, args.steps // 3))
+    mlp["numpy_by_hand"] = median_ms(numpy_mlp_step(weights, x, y), args.steps)
     rows.append(("MLP 784-256-128-10, batch 128", mlp))
 
-    our_cnn, torch_cnn = cnn_models()
     images = x.reshape(BATCH, 1, 28, 28)
-    cnn = {"minigrad": median_ms(minigrad_step(our_cnn, images, y), args.steps // 2),
-           "pytorch": median_ms(torch_step(torch_cnn, images, y), args.steps // 2)}
-    rows.append(("CNN conv8-pool-conv16-pool-fc, batch 128", cnn))
-
-    our_default, torch_default = paired(mg.models.cnn, torch_default_cnn)
-    ours_ms, theirs_ms, ratio, cpu_ratio = interleaved_ms(minigrad_step(our_default, images, y),
-                                                          torch_step(torch_default, images, y), args.rounds)
+    rows.append(("CNN conv8-pool-conv16-pool-fc, batch 128", side_by_side(cnn_models(), images, steps_per_round=5)))
     rows.append(("default CNN of train.py (conv32-BN-pool, conv64-BN-pool, fc128, dropout), batch 128",
-                 {"minigrad": ours_ms, "pytorch": theirs_ms, "median_ratio_of_rounds": ratio,
-                  "cpu_time_ratio": cpu_ratio}))
+                 side_by_side(paired(mg.models.cnn, torch_default_cnn), images, steps_per_round=3)))
 
     ours_us, theirs_us = op_overhead()
     overhead = {"minigrad": ours_us, "pytorch": theirs_us}
@@ -198,10 +196,11 @@ def main():
     print("|---|---:|---:|---:|---:|")
     for name, row in rows:
         hand = f"{row['numpy_by_hand']:.3f}" if "numpy_by_hand" in row else ""
-        print(f"| {name} | {row['minigrad']:.3f} | {row['pytorch']:.3f} | {row['minigrad'] / row['pytorch']:.2f} | {hand} |")
+        print(f"| {name} | {row['minigrad']:.3f} | {row['pytorch']:.3f} | {row['median_ratio_of_rounds']:.2f} | {hand} |")
     print(f"| tiny elementwise op (us per op, forward) | {ours_us:.2f} | {theirs_us:.2f} | {ours_us / theirs_us:.2f} | |")
-    print(f"(default CNN: median of the {args.rounds} interleaved rounds' ratios {ratio:.2f}, "
-          f"ratio of CPU times {cpu_ratio:.2f})")
+    cpu_ratios = ", ".join(f"{row['cpu_time_ratio']:.2f}" for _, row in rows)
+    print(f"(times: medians over {args.rounds} interleaved rounds; ratio: the median of the rounds' ratios; "
+          f"ratios of CPU times: {cpu_ratios})")
 
     try:
         from threadpoolctl import threadpool_info
