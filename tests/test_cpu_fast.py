@@ -85,6 +85,27 @@ def test_batch_statistics_and_gradient_sums_match_the_twins(threads, shape):
         close(fast, reference)
 
 
+@pytest.mark.parametrize("offset", [1.0, 3000.0])
+@pytest.mark.parametrize("shape, kernel, stride", [((16, 8, 10, 10), 2, 2), ((5, 3, 11, 9), 3, 2), ((4, 2, 6, 6), 2, 1)])
+def test_max_pool_gradient_sums_match_the_sums_of_the_scatter(threads, shape, kernel, stride, offset):
+    """batch norm's sums from a max-pool's pooled gradient (BatchNormMaxPool) against the twin's sums of
+    the pool's whole input gradient: overlapping windows, windows that leave rows out, and a mean
+    that dwarfs the spread included."""
+    x, _, _, mean, invstd, _, _ = batch_norm_inputs(shape, offset=offset)
+    x = np.round(x)  # ties
+    options = ((kernel, kernel), (stride, stride))
+    best, winner = cpu_fast.max_pool2d_forward(x, *options)
+    grad = np.random.default_rng(1).standard_normal(best.shape).astype(np.float32)
+    scatter = cpu_fast.max_pool2d_backward(grad, winner, x.shape, *options)
+    pooled = cpu_fast.max_pool_gradient_sums(grad, winner, x, mean, invstd, *options)
+    for fast, reference in zip(pooled, batchnorm.gradient_sums(scatter, x, mean, invstd)):
+        assert fast.dtype == np.float32
+        close(fast, reference)
+    # the row source gives the scatter's rows, for any chunk
+    rows = cpu_fast.max_pool_gradient(grad, winner, x.shape, *options)
+    np.testing.assert_array_equal(rows(1, 3), scatter[1:3].reshape(2, -1))
+
+
 @pytest.mark.parametrize("affine", [True, False])
 def test_normalize_matches_the_twin(threads, affine):
     x, _, _, mean, invstd, weight, bias = batch_norm_inputs()

@@ -293,11 +293,16 @@ class BatchNormFunction(Function):
 class BatchNormMaxPool(BatchNormFunction):
     """max_pool2d(batch_norm(x)) as one op, on the fast CPU path (cpu_fast: float32/64 NumPy data, a
     pool without padding or dilation): nn.Sequential runs a BatchNorm2d and the MaxPool2d right
-    after it with it (nn/layers.py). The same values and gradients as the two ops, bit for bit,
-    with fewer passes over memory: each chunk of images is normalized and pooled at once, so the
-    normalized batch is never written out whole; on one thread, backward makes the pool's input
-    gradient chunk by chunk inside batch norm's two passes, so that gradient is never written out
-    either (cpu_fast.max_pool_gradient).
+    after it with it (nn/layers.py). The values of the two ops, bit for bit, and their gradients to
+    the last bits, with fewer passes over memory:
+
+    - forward: each chunk of images is normalized and pooled at once, so the normalized batch is
+      never written out whole;
+    - backward: batch norm's two sums come from the pooled gradient and x at each window's winner
+      (the pool's input gradient is zero elsewhere), a quarter of the values for a 2x2 pool, summed
+      in another order (cpu_fast.max_pool_gradient_sums); and the input gradient's pass makes
+      the pool's input gradient chunk by chunk, so that it is never written out whole either
+      (cpu_fast.max_pool_gradient).
 
     apply(x, weight, bias, kernel_size=, stride=, **BatchNormFunction's options).
     """
@@ -322,7 +327,8 @@ class BatchNormMaxPool(BatchNormFunction):
                                                  pool["stride"])
         sum_dy = sum_dy_xhat = grad_x = None
         if need_weight or need_bias or (need_x and statistics["training"]):  # as BatchNormFunction.backward
-            sum_dy, sum_dy_xhat = cpu_fast.gradient_sums(grad_output, x.data, statistics["mean"], statistics["invstd"])
+            sum_dy, sum_dy_xhat = cpu_fast.max_pool_gradient_sums(grad.data, pool["winner"], x.data, statistics["mean"],
+                                                                  statistics["invstd"], pool["kernel_size"], pool["stride"])
         if need_x:
             grad_x = Tensor(cpu_fast.input_gradient(grad_output, x.data, statistics["mean"], statistics["invstd"],
                                                     None if weight is None else weight.data, sum_dy, sum_dy_xhat,

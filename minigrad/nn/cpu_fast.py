@@ -237,8 +237,8 @@ def max_pool2d_backward(grad, winner, input_shape, kernel_size, stride):
 # ----- batch norm and a max-pool after it, as one op (batchnorm.BatchNormMaxPool) -------------------------
 def normalize_max_pool(x, mean, invstd, weight, bias, kernel_size, stride):
     """max_pool2d_forward(normalize(x, mean, invstd, weight, bias), kernel_size, stride), chunk by chunk
-    of images: each chunk is normalized and pooled while it is in the cache, so the normalized
-    batch is never written out whole. The same operations, so the same bits as the two steps."""
+    of images (cache-sized on one thread): each chunk is normalized and pooled at once, so the
+    normalized batch is never written out whole. The same operations, so the same bits as the two steps."""
     n, _, h, w = x.shape
     (kh, kw), (sh, sw) = kernel_size, stride
     pooled_shape = (n, x.shape[1], (h - kh) // sh + 1, (w - kw) // sw + 1)
@@ -253,15 +253,33 @@ def normalize_max_pool(x, mean, invstd, weight, bias, kernel_size, stride):
 
 
 def max_pool_gradient(grad, winner, input_shape, kernel_size, stride):
-    """max_pool2d_backward(grad, winner, input_shape, ...) as gradient_sums and input_gradient take
-    their grad_output. On one thread, a row source (``_row_source``): each cache-sized chunk of the
-    pool's input gradient is made when a pass asks for it, and the whole gradient never exists.
-    On more, where each pass takes one large chunk per thread, making the chunks twice (once per
-    pass) outside the cache costs more than writing the whole gradient once: the array."""
-    if thread_policy.get_num_threads() > 1:
-        return max_pool2d_backward(grad, winner, input_shape, kernel_size, stride)
-
+    """max_pool2d_backward(grad, winner, input_shape, ...) as a row source (``_row_source``) for
+    input_gradient's grad_output: each chunk of the pool's input gradient is made when the pass
+    asks for it, and the whole gradient never exists."""
     def rows(start, stop):
         return _rows(max_pool2d_backward(grad[start:stop], winner[start:stop], (stop - start,) + tuple(input_shape[1:]),
                                          kernel_size, stride))
     return rows
+
+
+def max_pool_gradient_sums(grad, winner, x, mean, invstd, kernel_size, stride):
+    """gradient_sums(max_pool2d_backward(grad, winner, x.shape, ...), x, mean, invstd) from the pooled
+    values. The pool's input gradient is zero except at each window's winner, so the sums need only
+    each window's g and x at its winner (gathered once per kernel offset): a quarter of the values
+    for a 2x2 pool. The same terms added in another order, so the last bits can differ."""
+    kw, pooled_size = kernel_size[1], _plane_size(grad)
+    channels, grads = x.shape[1], _rows(grad)
+    center = _pattern(mean, pooled_size, x.dtype)
+
+    def chunk(start, stop):
+        block, choice = x[start:stop], winner[start:stop]
+        at_winner = np.zeros(choice.shape, dtype=x.dtype)
+        for i, j, rows, columns in _offsets(kernel_size, stride, choice.shape[2:]):
+            at_winner += block[:, :, rows, columns] * (choice == i * kw + j)
+        centered = _rows(at_winner) - center
+        dy = grads[start:stop]
+        return (_per_channel(dy.sum(axis=0), channels, pooled_size),
+                _per_channel(np.einsum("nk,nk->k", dy, centered), channels, pooled_size))
+
+    sum_dy, sum_dy_centered = _partial_sums(x, chunk)
+    return sum_dy.sum(axis=0), sum_dy_centered.sum(axis=0) * invstd

@@ -216,8 +216,8 @@ class Dropout(Module):
 
 def _batch_norm_then_pool(module, following, input):
     """(kernel_size, stride) when Sequential runs ``module``, a BatchNorm2d, and ``following``, a
-    MaxPool2d, as one op (batchnorm.BatchNormMaxPool: the same values and gradients, fewer passes
-    over memory), else None. Only on the fast CPU path (float32/64 NumPy data; a pool without
+    MaxPool2d, as one op (batchnorm.BatchNormMaxPool: the same values, the same gradients to the
+    last bits, fewer passes over memory), else None. Only on the fast CPU path (float32/64 NumPy data; a pool without
     padding, dilation, ceil_mode overhang or indices) and without pre-hooks."""
     if type(following) is not MaxPool2d or following._forward_pre_hooks or module._forward_pre_hooks:
         return None
@@ -247,10 +247,10 @@ def _pool_first(module, following):
 class Sequential(Module):
     """Modules applied in order; named '0', '1', ... or by an OrderedDict's keys.
 
-    Two rewrites give the same values and gradients with less work: a ReLU directly followed by
-    a MaxPool2d runs as the max-pool, then the ReLU (``_pool_first``); and a BatchNorm2d followed
-    by a MaxPool2d (a ReLU between them moved behind the pool) runs as one op on the CPU
-    (``_batch_norm_then_pool``).
+    Two rewrites give the same values and gradients (to the last bits) with less work: a ReLU
+    directly followed by a MaxPool2d runs as the max-pool, then the ReLU (``_pool_first``); and a
+    BatchNorm2d followed by a MaxPool2d (a ReLU between them moved behind the pool) runs as one op
+    on the CPU (``_batch_norm_then_pool``).
     """
 
     def __init__(self, *modules):
