@@ -22,3 +22,12 @@ def _seed():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=[1, 2], ids=["1 thread", "2 threads"])
+def threads(request):
+    """Runs the test with minigrad's CPU passes on 1 and on 2 threads."""
+    before = mg.get_num_threads()
+    mg.set_num_threads(request.param)
+    yield request.param
+    mg.set_num_threads(before)

@@ -15,14 +15,6 @@ from minigrad.nn import batchnorm, cpu_fast, pooling
 from minigrad import parallel
 
 
-@pytest.fixture(params=[1, 2], ids=["1 thread", "2 threads"])
-def threads(request):
-    before = mg.get_num_threads()
-    mg.set_num_threads(request.param)
-    yield request.param
-    mg.set_num_threads(before)
-
-
 def close(fast, reference):
     scale = float(np.abs(reference).max()) or 1.0
     np.testing.assert_allclose(fast, reference, rtol=1e-4, atol=1e-5 * scale)

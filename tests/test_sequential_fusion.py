@@ -17,14 +17,6 @@ import minigrad.nn as nn
 from minigrad.nn.batchnorm import BatchNormMaxPool
 
 
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    before = mg.get_num_threads()
-    mg.set_num_threads(request.param)
-    yield request.param
-    mg.set_num_threads(before)
-
-
 def _one_by_one(modules, x):
     """The modules applied one after the other, in their written order (no rewrite)."""
     for module in modules:
