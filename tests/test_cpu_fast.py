@@ -78,7 +78,8 @@ def test_batch_statistics_and_gradient_sums_match_the_twins(threads, shape):
 
 
 @pytest.mark.parametrize("offset", [1.0, 3000.0])
-@pytest.mark.parametrize("shape, kernel, stride", [((16, 8, 10, 10), 2, 2), ((5, 3, 11, 9), 3, 2), ((4, 2, 6, 6), 2, 1)])
+@pytest.mark.parametrize("shape, kernel, stride",
+                         [((16, 8, 10, 10), 2, 2), ((5, 3, 11, 9), 3, 2), ((4, 2, 6, 6), 2, 1)])
 def test_max_pool_gradient_sums_match_the_sums_of_the_scatter(threads, shape, kernel, stride, offset):
     """batch norm's sums from a max-pool's pooled gradient (BatchNormMaxPool) against the twin's sums of
     the pool's whole input gradient: overlapping windows, windows that leave rows out, and a mean

@@ -323,14 +323,14 @@ class BatchNormMaxPool(BatchNormFunction):
         x, weight = self.inputs[:2]
         need_x, need_weight, need_bias = self.needs_input_grad
         statistics, pool = self.statistics, self.pool
-        grad_output = cpu_fast.max_pool_gradient(grad.data, pool["winner"], x.shape, pool["kernel_size"],
-                                                 pool["stride"])
+        mean, invstd, window = statistics["mean"], statistics["invstd"], (pool["kernel_size"], pool["stride"])
         sum_dy = sum_dy_xhat = grad_x = None
         if need_weight or need_bias or (need_x and statistics["training"]):  # as BatchNormFunction.backward
-            sum_dy, sum_dy_xhat = cpu_fast.max_pool_gradient_sums(grad.data, pool["winner"], x.data, statistics["mean"],
-                                                                  statistics["invstd"], pool["kernel_size"], pool["stride"])
+            sum_dy, sum_dy_xhat = cpu_fast.max_pool_gradient_sums(grad.data, pool["winner"], x.data, mean, invstd,
+                                                                  *window)
         if need_x:
-            grad_x = Tensor(cpu_fast.input_gradient(grad_output, x.data, statistics["mean"], statistics["invstd"],
+            grad_output = cpu_fast.max_pool_gradient(grad.data, pool["winner"], x.shape, *window)
+            grad_x = Tensor(cpu_fast.input_gradient(grad_output, x.data, mean, invstd,
                                                     None if weight is None else weight.data, sum_dy, sum_dy_xhat,
                                                     statistics["count"], statistics["training"]))
         return (grad_x, Tensor(sum_dy_xhat) if need_weight else None, Tensor(sum_dy) if need_bias else None)

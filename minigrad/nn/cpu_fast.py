@@ -94,7 +94,8 @@ def _combine(terms, like, constant=None):
     def per_channel(values):
         return None if values is None else _pattern(values, size, like.dtype)
 
-    terms = [(_row_source(array), per_channel(center), per_channel(coefficient)) for array, center, coefficient in terms]
+    terms = [(_row_source(array), per_channel(center), per_channel(coefficient))
+             for array, center, coefficient in terms]
     constant = per_channel(constant)
 
     def chunk(start, stop):
@@ -257,8 +258,8 @@ def max_pool_gradient(grad, winner, input_shape, kernel_size, stride):
     input_gradient's grad_output: each chunk of the pool's input gradient is made when the pass
     asks for it, and the whole gradient never exists."""
     def rows(start, stop):
-        return _rows(max_pool2d_backward(grad[start:stop], winner[start:stop], (stop - start,) + tuple(input_shape[1:]),
-                                         kernel_size, stride))
+        shape = (stop - start,) + tuple(input_shape[1:])
+        return _rows(max_pool2d_backward(grad[start:stop], winner[start:stop], shape, kernel_size, stride))
     return rows
 
 

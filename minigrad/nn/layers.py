@@ -217,8 +217,8 @@ class Dropout(Module):
 def _batch_norm_then_pool(module, following, input):
     """(kernel_size, stride) when Sequential runs ``module``, a BatchNorm2d, and ``following``, a
     MaxPool2d, as one op (batchnorm.BatchNormMaxPool: the same values, the same gradients to the
-    last bits, fewer passes over memory), else None. Only on the fast CPU path (float32/64 NumPy data; a pool without
-    padding, dilation, ceil_mode overhang or indices) and without pre-hooks."""
+    last bits, fewer passes over memory), else None. Only on the fast CPU path (float32/64 NumPy
+    data; a pool without padding, dilation, ceil_mode overhang or indices) and without pre-hooks."""
     if type(following) is not MaxPool2d or following._forward_pre_hooks or module._forward_pre_hooks:
         return None
     options = following.options
