@@ -11,6 +11,8 @@ Padding is given per side, ``((top, bottom), (left, right))``: PyTorch pads
 symmetrically, except for ``padding='same'`` with an even kernel and for
 ``ceil_mode`` pools, which add the extra row or column at the bottom and right.
 """
+import numpy as np
+
 from .. import backend
 
 ONE = (1, 1)
@@ -101,9 +103,7 @@ def fold_by_planes(cols, out, planes, dilation=ONE, padding=((0, 0), (0, 0))):
         for j in range(kw):
             row, column = i * dilation[0], j * dilation[1]
             planes[i * kw + j][:, :, row:row + out_h, column:column + out_w] = cols[:, :, i, j]
-    total = planes[0].copy()
-    for plane in planes[1:]:
-        total += plane
+    total = np.add.reduce(planes, axis=0)  # plane by plane, in tap order: fold's order of adds
     (top, _), (left, _) = padding
     out[...] = total[:, :, top:top + out.shape[2], left:left + out.shape[3]]
     return out
