@@ -108,4 +108,3 @@ def test_shared_parameters_are_listed_once():
     layer = nn.Linear(2, 2)
     model = nn.Sequential(layer, nn.ReLU(), layer)
     assert len(list(model.parameters())) == 2
-
