@@ -39,8 +39,8 @@ def _rows(array):
 
 def _row_source(array):
     """``rows(start, stop)``: images start..stop of an (N, C, ...) array as (stop - start, C*S) rows.
-    The batch norm passes read their gradient through such a function, so that it can also be made
-    chunk by chunk (``max_pool_gradient``) instead of read from a whole array."""
+    input_gradient reads its gradient through such a function, so that it can also be made chunk
+    by chunk (``max_pool_gradient``) instead of read from a whole array."""
     if callable(array):
         return array
     values = _rows(array)
@@ -141,12 +141,12 @@ def batch_statistics(x):
 
 def gradient_sums(grad_output, x, mean, invstd):
     """batchnorm.gradient_sums: per-channel (sum dy, sum dy * xhat), each (C,), summed chunk by chunk
-    with each chunk's centered x in cache. ``grad_output``: an array, or a row source (``_row_source``)."""
-    size, channels, values, grads = _plane_size(x), x.shape[1], _rows(x), _row_source(grad_output)
+    with each chunk's centered x in cache."""
+    size, channels, values, grads = _plane_size(x), x.shape[1], _rows(x), _rows(grad_output)
     center = _pattern(mean, size, x.dtype)
 
     def chunk(start, stop):
-        dy = grads(start, stop)
+        dy = grads[start:stop]
         return (_per_channel(dy.sum(axis=0), channels, size),
                 _per_channel(np.einsum("nk,nk->k", dy, values[start:stop] - center), channels, size))
 
