@@ -9,7 +9,9 @@ recursion, so a chain 20,000 ops deep works). Along the way it
 - undoes broadcasting, here and nowhere else (``unbroadcast``);
 - sums the gradients a tensor receives from its several consumers;
 - hands each leaf that requires a gradient its total, by one rule: the first
-  becomes ``.grad`` as a copy in the leaf's dtype, later ones are added to it;
+  becomes ``.grad`` as a copy in the leaf's dtype (without the copy when the
+  derivative made it as a new array of that dtype: ``Function.new_gradients``),
+  later ones are added to it;
 - frees each function once it has run (unless ``retain_graph``), so a second
   backward through the same graph is an error, not a wrong answer.
 
@@ -200,28 +202,31 @@ def _run(function, gradient, targets, found, pending, outputs, consumers, ready)
     input_grads = function.backward(gradient) if observer is None else observer.backward(function, gradient)
     if not isinstance(input_grads, tuple):
         input_grads = (input_grads,)
-    for value, input_grad, needed in zip(function.inputs, input_grads, function.needs_input_grad):
+    for position, (value, input_grad, needed) in enumerate(zip(function.inputs, input_grads,
+                                                               function.needs_input_grad)):
         if not needed or input_grad is None:
             continue
         if not isinstance(input_grad, Tensor):  # a derivative written on arrays, as constants
             input_grad = Tensor(input_grad)
         input_grad = unbroadcast(input_grad, value.shape)
         producer = value._ctx
-        if _deliver(value, input_grad, targets, found, pending, outputs):
+        new = position in function.new_gradients
+        if _deliver(value, input_grad, targets, found, pending, outputs, new):
             consumers[producer] -= 1
             if consumers[producer] == 0:
                 ready.append(producer)
 
 
-def _deliver(value, gradient, targets, found, pending, outputs):
+def _deliver(value, gradient, targets, found, pending, outputs, new=False):
     """Hand ``gradient`` to ``value``: a leaf takes it, a produced tensor's function adds it up.
+    ``new``: the gradient's array is new and held by nothing else (``Function.new_gradients``).
 
     Returns whether it went to a function that takes part in this walk.
     """
     producer = value._ctx
     if producer is None:
         if targets is None:
-            _accumulate(value, gradient)
+            _accumulate(value, gradient, new)
         elif value in targets:
             found[value] = gradient if value not in found else found[value] + gradient
         return False
@@ -233,11 +238,18 @@ def _deliver(value, gradient, targets, found, pending, outputs):
     return True
 
 
-def _accumulate(leaf, gradient):
+def _accumulate(leaf, gradient, new=False):
     """The one leaf rule: the first gradient becomes ``.grad`` as a copy in the leaf's dtype (it
-    may share its array with other gradients); later gradients are added to it."""
+    may share its array with other gradients); later gradients are added to it.
+
+    ``new``: the derivative made the array for this input alone, so it becomes ``.grad`` without
+    the copy when it has the leaf's dtype and no graph is being recorded (with ``create_graph``,
+    ``.grad`` is a new node of the graph)."""
     if leaf.grad is None:
-        leaf.grad = Cast.apply(gradient, dtype=leaf.data.dtype)
+        if new and not mode.is_grad_enabled() and gradient.data.dtype == leaf.data.dtype:
+            leaf.grad = gradient
+        else:
+            leaf.grad = Cast.apply(gradient, dtype=leaf.data.dtype)
     else:
         leaf.grad = leaf.grad + gradient
 

@@ -18,6 +18,12 @@ form) it is a Function of its own, whose derivative is again written once.
 
 Inputs that are not Tensors (Python numbers, arrays) are constants: they reach
 ``forward`` as they are and get no gradient.
+
+A leaf's first gradient becomes its ``.grad`` as a copy, because a derivative may
+hand one array to several inputs (``a + b`` gives both the same gradient). A
+Function whose derivative makes a new array for an input, which nothing else
+holds (a GEMM's result, a sum), names that input's position in
+``new_gradients``; a leaf then takes that array as it is (minigrad/autograd.py).
 """
 import weakref
 
@@ -38,6 +44,7 @@ class Function:
     """One differentiable op; see the module docstring for what a subclass defines."""
 
     freed = False
+    new_gradients = ()  # positions of the inputs whose gradient backward makes as a new, unshared array
 
     @classmethod
     def apply(cls, *inputs, **options):

@@ -135,6 +135,8 @@ def _promoted_grad_shape(grad_shape, a_ndim, b_ndim):
 class MatMul(Function):
     """a @ b with NumPy's rules: 1-D operands are promoted, leading axes broadcast."""
 
+    new_gradients = (0, 1)  # each a GEMM's new array
+
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0 or a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match "

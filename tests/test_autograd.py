@@ -28,6 +28,69 @@ def test_default_dtypes_follow_pytorch():
     assert (x * 2.5 + 1).dtype == np.float32  # Python scalars do not promote
 
 
+class _Double(mg.Function):
+    """2x, its derivative 2 * grad as a new array; ``made`` keeps each array the derivative returned."""
+    made = []
+
+    def forward(self, a):
+        return 2 * a
+
+    def backward(self, grad):
+        array = 2 * grad.data
+        _Double.made.append(array)
+        return mg.Tensor(array)
+
+
+class _DoubleDeclared(_Double):
+    new_gradients = (0,)
+
+
+def test_a_gradient_declared_new_becomes_grad_without_a_copy():
+    for function, taken in ((_Double, False), (_DoubleDeclared, True)):
+        _Double.made.clear()
+        x = mg.tensor([1.0, 2.0], requires_grad=True)
+        function.apply(x).sum().backward()
+        assert (x.grad.data is _Double.made[0]) is taken
+        np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_gradients_stay_unshared_when_one_array_reaches_several_inputs():
+    # a + b hands both inputs one array: each .grad is a copy of its own
+    a, b = mg.tensor([1.0, 2.0], requires_grad=True), mg.tensor([3.0, 4.0], requires_grad=True)
+    (a + b).sum().backward()
+    a.grad.data *= 10
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
+    # a weight used three times: the later gradients are added to the first, not into it
+    rng = np.random.default_rng(0)
+    x = mg.tensor(rng.standard_normal((5, 4)))
+    start = rng.standard_normal((4, 4))
+
+    def loss(w1, w2, w3):
+        first = F.linear(x, w1)
+        return first.sum() + F.linear(first @ w2, w3).sum()
+
+    w = mg.tensor(start, requires_grad=True)
+    loss(w, w, w).backward()
+    apart = [mg.tensor(start, requires_grad=True) for _ in range(3)]
+    loss(*apart).backward()
+    np.testing.assert_allclose(w.grad.numpy(), sum(p.grad.numpy() for p in apart), rtol=1e-12)
+
+
+def test_a_new_gradient_of_another_dtype_or_with_a_graph_is_still_cast():
+    x = mg.tensor(np.ones((2, 3)))                    # float64
+    w = mg.tensor(np.ones((3, 4), dtype=np.float32), requires_grad=True)
+    (x @ w).sum().backward()                          # the GEMM's gradient is float64
+    assert w.grad.dtype == np.float32
+    np.testing.assert_array_equal(w.grad.numpy(), np.full((3, 4), 2.0))
+    v = mg.tensor(np.ones((4, 3)), requires_grad=True)
+    layer = F.linear(mg.tensor(np.ones((2, 3))), v)
+    (layer * layer).sum().backward(create_graph=True)
+    assert v.grad.requires_grad                       # .grad is a node of the recorded graph
+    second, = mg.grad(v.grad.sum(), v)
+    np.testing.assert_allclose(second.numpy(), np.full((4, 3), 2 * 2 * 3.0))
+    v.grad = None
+
+
 def test_diamond_graph_runs_each_function_once():
     calls = []
 

@@ -148,6 +148,8 @@ def _check_channels(x, weight, groups):
 class Conv2d(Function):
     """Cross-correlation: for each image, weight @ its im2col matrix (batched over groups)."""
 
+    new_gradients = (0, 1, 2)  # the two gradient ops' and a sum's new arrays
+
     def forward(self, x, weight, bias=None, stride=ONE, padding=((0, 0), (0, 0)), dilation=ONE, groups=1):
         if x.ndim != 4:
             raise ValueError(f"conv2d: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {x.shape}")
