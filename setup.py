@@ -20,8 +20,10 @@ setup(
         # NVRTC without a GPU: compiles the kernels in the CPU test suite.
         "nvrtc": ["cupy-cuda13x", "nvidia-cuda-nvrtc>=13,<14"],
         "mpi": ["mpi4py>=3.1", "mpich"],
-        "train": ["tqdm", "matplotlib"],
+        # numba: compiled CPU loops for batch norm and the max-pool after it (minigrad/nn/cpu_kernels.py)
+        "fast": ["numba>=0.61"],
+        "train": ["tqdm", "matplotlib", "numba>=0.61"],
         "dev": ["pytest", "hypothesis", "torch==2.13.0", "expecttest", "safetensors", "tqdm", "matplotlib",
-                "mpi4py>=3.1", "mpich", "cupy-cuda13x", "nvidia-cuda-nvrtc>=13,<14"],
+                "numba>=0.61", "mpi4py>=3.1", "mpich", "cupy-cuda13x", "nvidia-cuda-nvrtc>=13,<14"],
     },
 )

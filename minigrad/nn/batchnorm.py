@@ -39,7 +39,7 @@ from ..function import Function
 from ..ops import BroadcastTo
 from ..tensor import Tensor
 from . import batchnorm_cuda
-from . import cpu_fast
+from . import cpu_fast, cpu_kernels
 from .batchnorm_steps import BatchNormSteps, merge_statistics  # noqa: F401  (Chan's formula, shared)
 from .module import Module, Parameter
 from .pooling import MaxPool2dScatter
@@ -304,6 +304,10 @@ class BatchNormMaxPool(BatchNormFunction):
       the pool's input gradient chunk by chunk, so that it is never written out whole either
       (cpu_fast.max_pool_gradient).
 
+    For a 2x2 pool with stride 2 (train.py's) the three passes are compiled loops when numba is
+    installed (cpu_kernels.py: the same results, each pass one sweep over the batch); otherwise
+    cpu_fast.py's NumPy passes run them.
+
     apply(x, weight, bias, kernel_size=, stride=, **BatchNormFunction's options).
     """
 
@@ -311,8 +315,10 @@ class BatchNormMaxPool(BatchNormFunction):
                 momentum=0.1, eps=1e-5, group=None, kernel_size=None, stride=None):
         self._statistics(x, weight, bias, running_mean, running_var, training, momentum, eps, group)
         statistics = self.statistics
-        best, winner = cpu_fast.normalize_max_pool(x, statistics["mean"], statistics["invstd"], weight, bias,
-                                                   kernel_size, stride)
+        # the module that runs the passes: both have the same three functions
+        self.passes = cpu_kernels if cpu_kernels.fits(x, kernel_size, stride) else cpu_fast
+        best, winner = self.passes.normalize_max_pool(x, statistics["mean"], statistics["invstd"], weight, bias,
+                                                      kernel_size, stride)
         self.pool = dict(winner=winner, input_shape=x.shape, kernel_size=kernel_size, stride=stride,
                          padding=((0, 0), (0, 0)))
         return best
@@ -326,13 +332,12 @@ class BatchNormMaxPool(BatchNormFunction):
         mean, invstd, window = statistics["mean"], statistics["invstd"], (pool["kernel_size"], pool["stride"])
         sum_dy = sum_dy_xhat = grad_x = None
         if need_weight or need_bias or (need_x and statistics["training"]):  # as BatchNormFunction.backward
-            sum_dy, sum_dy_xhat = cpu_fast.max_pool_gradient_sums(grad.data, pool["winner"], x.data, mean, invstd,
-                                                                  *window)
+            sum_dy, sum_dy_xhat = self.passes.max_pool_gradient_sums(grad.data, pool["winner"], x.data, mean, invstd,
+                                                                     *window)
         if need_x:
-            grad_output = cpu_fast.max_pool_gradient(grad.data, pool["winner"], x.shape, *window)
-            grad_x = Tensor(cpu_fast.input_gradient(grad_output, x.data, mean, invstd,
-                                                    None if weight is None else weight.data, sum_dy, sum_dy_xhat,
-                                                    statistics["count"], statistics["training"]))
+            grad_x = Tensor(self.passes.max_pool_input_gradient(
+                grad.data, pool["winner"], x.data, mean, invstd, None if weight is None else weight.data,
+                sum_dy, sum_dy_xhat, statistics["count"], statistics["training"], *window))
         return (grad_x, Tensor(sum_dy_xhat) if need_weight else None, Tensor(sum_dy) if need_bias else None)
 
 

@@ -154,10 +154,20 @@ def gradient_sums(grad_output, x, mean, invstd):
     return sum_dy.sum(axis=0), sum_dy_centered.sum(axis=0) * invstd
 
 
+def affine_scale(invstd, weight):
+    """invstd * weight per channel (invstd without an affine weight): what x - mean is multiplied by."""
+    return invstd if weight is None else invstd * weight
+
+
 def normalize(x, mean, invstd, weight, bias):
     """batchnorm.normalize: y = (x - mean) * (invstd * weight) + bias per channel, in one chunked pass."""
-    scale = invstd if weight is None else invstd * weight
-    return _combine([(x, mean, scale)], x, bias)
+    return _combine([(x, mean, affine_scale(invstd, weight))], x, bias)
+
+
+def input_gradient_coefficients(invstd, weight, sum_dy, sum_dy_xhat, count):
+    """(a, b, c) per channel of the training-mode input gradient dx = a * dy + b * (x - mean) + c."""
+    scale = affine_scale(invstd, weight)
+    return scale, -scale * invstd * sum_dy_xhat / count, -scale * sum_dy / count
 
 
 def input_gradient(grad_output, x, mean, invstd, weight, sum_dy, sum_dy_xhat, count, training):
@@ -169,12 +179,10 @@ def input_gradient(grad_output, x, mean, invstd, weight, sum_dy, sum_dy_xhat, co
     where the twin makes six whole-batch passes and three temporaries. ``grad_output``: an array, or
     a row source (``_row_source``).
     """
-    scale = invstd if weight is None else invstd * weight
     if not training:
-        return _combine([(grad_output, None, scale)], x).astype(x.dtype, copy=False)
-    slope = -scale * invstd * sum_dy_xhat / count
-    return _combine([(grad_output, None, scale), (x, mean, slope)], x,
-                    -scale * sum_dy / count).astype(x.dtype, copy=False)
+        return _combine([(grad_output, None, affine_scale(invstd, weight))], x).astype(x.dtype, copy=False)
+    scale, slope, constant = input_gradient_coefficients(invstd, weight, sum_dy, sum_dy_xhat, count)
+    return _combine([(grad_output, None, scale), (x, mean, slope)], x, constant).astype(x.dtype, copy=False)
 
 
 def _offsets(kernel, stride, out_size):
@@ -261,6 +269,15 @@ def max_pool_gradient(grad, winner, input_shape, kernel_size, stride):
         shape = (stop - start,) + tuple(input_shape[1:])
         return _rows(max_pool2d_backward(grad[start:stop], winner[start:stop], shape, kernel_size, stride))
     return rows
+
+
+def max_pool_input_gradient(grad, winner, x, mean, invstd, weight, sum_dy, sum_dy_xhat, count, training,
+                            kernel_size, stride):
+    """input_gradient(max_pool2d_backward(grad, winner, x.shape, ...), x, ...): batch norm's input gradient
+    when a max-pool follows it, its pooled gradient ``grad`` put back at the winners chunk by chunk
+    (``max_pool_gradient``)."""
+    grad_output = max_pool_gradient(grad, winner, x.shape, kernel_size, stride)
+    return input_gradient(grad_output, x, mean, invstd, weight, sum_dy, sum_dy_xhat, count, training)
 
 
 def max_pool_gradient_sums(grad, winner, x, mean, invstd, kernel_size, stride):
