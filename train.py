@@ -476,7 +476,8 @@ def run_training(arguments):
     run.say(f"minigrad {mg.__version__}: {args.model} on Fashion-MNIST ({len(run.train_set)} train, "
             f"{len(run.test_set)} test), {device}, {world_size} rank(s), batch {args.batch_size} "
             f"({run.per_rank_batch} per rank), {args.optimizer} lr {args.lr}, schedule {args.schedule}, "
-            f"{threads.threads} thread(s) per rank")
+            f"{threads.threads} thread(s) per rank"
+            + (", numba kernels" if device == "cpu" and mg.nn.cpu_kernels.use_numba else ""))
     with (open(args.log, "a") if (args.log and run.main_process) else contextlib.nullcontext()) as log:
         return train_epochs(run, log, stop)
 

@@ -147,6 +147,13 @@ def torch_default_cnn():
                         t.Flatten(), t.Linear(64 * 7 * 7, 128), t.ReLU(), t.Dropout(0.25), t.Linear(128, 10))
 
 
+def _numba_version():
+    if not nn.cpu_kernels.use_numba:
+        return None
+    import numba
+    return numba.__version__
+
+
 def op_overhead():
     """Time per tiny op: the fixed cost of building and running one graph node."""
     a = mg.tensor(np.ones(4, dtype=np.float32), requires_grad=True)
@@ -215,7 +222,9 @@ def main():
         "threads": args.threads,
         # other processes' load on this machine (1, 5, 15-minute averages): a shared machine inflates the times
         "load_average": os.getloadavg(),
+        # numba's version when minigrad's compiled CPU kernels ran (minigrad/nn/cpu_kernels.py), else None
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+                     "numba": _numba_version(),
                      "minigrad": mg.__version__},
         "blas": blas,
         "ms_per_step": {name: row for name, row in rows},

@@ -1,5 +1,7 @@
 """The fast CPU steps of minigrad/nn/cpu_fast.py (and the threaded ReLU of ops.py) against their NumPy
-twins, on the default CNN's shapes.
+twins, on the default CNN's shapes; and, when numba is installed, the compiled loops of
+minigrad/nn/cpu_kernels.py against cpu_fast.py's passes for batch norm and a 2x2 max-pool (the rows
+"BatchNorm+max-pool ...": there the "twin" is cpu_fast.py's pass and "fast" the compiled loop).
 
 Batch 128, float32: BatchNorm and max-pool on (128, 32, 28, 28) and (128, 64, 14, 14). Each pair is timed in
 alternation (median of --rounds rounds, so both see the same machine load) at
@@ -25,7 +27,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minigrad as mg  # noqa: E402
 from benchmarks.machine import cpu_name  # noqa: E402
-from minigrad.nn import batchnorm, cpu_fast, pooling  # noqa: E402
+from minigrad.nn import batchnorm, cpu_fast, cpu_kernels, pooling  # noqa: E402
 
 
 def interleaved_ms(reference, fast, rounds):
@@ -88,12 +90,39 @@ def max_pool_cases(rng, shape):
                                              lambda: cpu_fast.max_pool2d_backward(grad, winner, shape, (2, 2), (2, 2)))}
 
 
+def _numba_version():
+    if not cpu_kernels.use_numba:
+        return None
+    import numba
+    return numba.__version__
+
+
+def fused_cases(rng, shape):
+    """BatchNormMaxPool's three passes: cpu_fast.py's NumPy passes against cpu_kernels.py's loops."""
+    x = rng.standard_normal(shape, dtype=np.float32)
+    count, mean, invstd = batchnorm.training_statistics(x, None, None, 0.1, 1e-5)
+    weight, bias, window = np.ones(shape[1], np.float32), np.zeros(shape[1], np.float32), ((2, 2), (2, 2))
+    _, winner = cpu_fast.normalize_max_pool(x, mean, invstd, weight, bias, *window)
+    grad = rng.standard_normal(winner.shape, dtype=np.float32)
+    sums = cpu_fast.max_pool_gradient_sums(grad, winner, x, mean, invstd, *window)
+    forward, backward = (x, mean, invstd, weight, bias, *window), (grad, winner, x, mean, invstd)
+    gradient = (grad, winner, x, mean, invstd, weight, *sums, count, True, *window)
+    return {f"BatchNorm+max-pool forward {shape}": (lambda: cpu_fast.normalize_max_pool(*forward),
+                                                    lambda: cpu_kernels.normalize_max_pool(*forward)),
+            f"BatchNorm+max-pool sums {shape}": (lambda: cpu_fast.max_pool_gradient_sums(*backward, *window),
+                                                 lambda: cpu_kernels.max_pool_gradient_sums(*backward, *window)),
+            f"BatchNorm+max-pool input gradient {shape}": (lambda: cpu_fast.max_pool_input_gradient(*gradient),
+                                                           lambda: cpu_kernels.max_pool_input_gradient(*gradient))}
+
+
 def main():
     rng = np.random.default_rng(0)
     cases = {}
     for shape in ((128, 32, 28, 28), (128, 64, 14, 14)):
         cases.update(batch_norm_cases(rng, shape))
         cases.update(max_pool_cases(rng, shape))
+        if cpu_kernels.use_numba:
+            cases.update(fused_cases(rng, shape))
     rows = {}
     for threads in (1, 2):
         mg.set_num_threads(threads)
@@ -114,7 +143,7 @@ def main():
                 cells.append(f"{twin['cpu_median'] / fast['cpu_median']:.2f}x")
         print(f"| {name} | {' | '.join(cells)} |")
     result = {"benchmark": "fast CPU steps against their NumPy twins", "date": time.strftime("%Y-%m-%d"),
-              "cpu": cpu_name(), "rounds": args.rounds, "numpy": np.__version__,
+              "cpu": cpu_name(), "rounds": args.rounds, "numpy": np.__version__, "numba": _numba_version(),
               "load_average": os.getloadavg(),  # other processes' load: a shared machine inflates wall times
               "ms_per_call": {name: {f"{threads}_threads": row for threads, row in by_threads.items()}
                               for name, by_threads in rows.items()}}
