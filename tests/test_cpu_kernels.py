@@ -139,6 +139,24 @@ def test_the_kernels_take_only_a_2x2_window_with_stride_2(monkeypatch):
     assert not cpu_kernels.fits(x, (2, 2), (2, 2))
 
 
+@needs_numba
+def test_they_run_where_numba_cannot_write_its_cache(monkeypatch):
+    """With no writable cache directory numba refuses cache=True; the loops are then compiled
+    without a cache, not left out."""
+    import numba
+    njit = numba.njit
+
+    def njit_without_a_cache_directory(*args, cache=False, **options):
+        if cache:  # what numba raises where no cache directory is writable
+            raise RuntimeError("cannot cache function '_normalize_max_pool': no locator available for file")
+        return njit(*args, **options)
+    monkeypatch.setattr(numba, "njit", njit_without_a_cache_directory)
+    monkeypatch.setattr(cpu_kernels, "_compiled", None)
+    x, mean, invstd, weight, bias = inputs((2, 3, 4, 4))
+    best, winner = cpu_kernels.normalize_max_pool(x, mean, invstd, weight, bias, *WINDOW)
+    np.testing.assert_array_equal(best, cpu_fast.normalize_max_pool(x, mean, invstd, weight, bias, *WINDOW)[0])
+
+
 def test_minigrad_numba_0_switches_them_off():
     environment = dict(os.environ, MINIGRAD_NUMBA="0")
     command = [sys.executable, "-c", "from minigrad.nn import cpu_kernels; print(cpu_kernels.use_numba)"]

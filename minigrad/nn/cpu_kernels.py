@@ -111,15 +111,24 @@ def _max_pool_input_gradient(grad, winner, x, mean, a, b, c, out, start, stop):
 _compiled = None
 
 
+def _compile(loop, **options):
+    """``loop`` as machine code (nogil: minigrad's threads run one call each at once), kept in numba's
+    cache; where no cache directory is writable (a read-only install without a home), compiled anew
+    in each process instead of failing."""
+    import numba
+    try:
+        return numba.njit(nogil=True, cache=True, **options)(loop)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True, **options)(loop)
+
+
 def _kernels():
     """The three loops compiled (numba is imported on first use, so ``import minigrad`` does not wait for it)."""
     global _compiled
     if _compiled is None:
-        import numba
-        jit = numba.njit(nogil=True, cache=True)  # nogil: minigrad's threads run one call each at once
         # the sums may be reassociated, so that the compiler can vectorize them; they are float64
-        jit_sums = numba.njit(nogil=True, cache=True, fastmath={"reassoc"})
-        _compiled = jit(_normalize_max_pool), jit_sums(_max_pool_gradient_sums), jit(_max_pool_input_gradient)
+        _compiled = (_compile(_normalize_max_pool), _compile(_max_pool_gradient_sums, fastmath={"reassoc"}),
+                     _compile(_max_pool_input_gradient))
     return _compiled
 
 
