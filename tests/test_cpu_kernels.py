@@ -49,7 +49,17 @@ def test_forward_gives_the_numpy_pass_bits(threads, shape, affine, dtype):
     expected_best, expected_winner = cpu_fast.normalize_max_pool(x, mean, invstd, weight, bias, *WINDOW)
     assert best.dtype == dtype and winner.dtype == np.int16
     np.testing.assert_array_equal(best, expected_best)
+    np.testing.assert_array_equal(np.signbit(best), np.signbit(expected_best))  # -0.0 stays -0.0
     np.testing.assert_array_equal(winner, expected_winner)  # the first maximum of tied windows
+
+
+@needs_numba
+def test_without_a_bias_a_negative_zero_stays_negative():
+    x = np.full((1, 2, 2, 2), -0.0, dtype=np.float32)
+    mean, invstd = np.zeros(2, np.float32), np.ones(2, np.float32)
+    best, _ = cpu_kernels.normalize_max_pool(x, mean, invstd, None, None, *WINDOW)
+    expected, _ = cpu_fast.normalize_max_pool(x, mean, invstd, None, None, *WINDOW)
+    assert np.signbit(expected).all() and np.signbit(best).all()
 
 
 @needs_numba
@@ -155,6 +165,20 @@ def test_they_run_where_numba_cannot_write_its_cache(monkeypatch):
     x, mean, invstd, weight, bias = inputs((2, 3, 4, 4))
     best, winner = cpu_kernels.normalize_max_pool(x, mean, invstd, weight, bias, *WINDOW)
     np.testing.assert_array_equal(best, cpu_fast.normalize_max_pool(x, mean, invstd, weight, bias, *WINDOW)[0])
+
+
+def test_numba_that_cannot_be_imported_leaves_the_numpy_passes(monkeypatch):
+    """numba installed for another NumPy fails on import: a warning, and the NumPy passes run."""
+    monkeypatch.setitem(sys.modules, "numba", None)  # ``import numba`` raises ImportError
+    monkeypatch.setattr(cpu_kernels, "_compiled", None)
+    monkeypatch.setattr(cpu_kernels, "use_numba", True)
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    with pytest.warns(RuntimeWarning, match="numba is installed but cannot be imported"):
+        assert not cpu_kernels.fits(x, (2, 2), (2, 2))
+    assert not cpu_kernels.use_numba
+    block = nn.Sequential(nn.BatchNorm2d(3), nn.MaxPool2d(2))
+    out = block(mg.tensor(np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)))
+    assert out.shape == (2, 3, 4, 4) and out._ctx.passes is cpu_fast
 
 
 def test_minigrad_numba_0_switches_them_off():

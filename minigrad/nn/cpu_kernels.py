@@ -30,6 +30,7 @@ other window, ``BatchNormMaxPool`` runs cpu_fast.py's passes instead.
 """
 import importlib.util
 import os
+import warnings
 
 import numpy as np
 
@@ -42,10 +43,10 @@ WINDOW = (2, 2)  # the window and stride these kernels compute
 
 
 def fits(x, kernel_size, stride):
-    """Whether the kernels run BatchNormMaxPool on x (a float32/64 NumPy batch): numba is there and
-    switched on, the pool's window and stride are 2x2, and x is C-contiguous."""
+    """Whether the kernels run BatchNormMaxPool on x (a float32/64 NumPy batch): numba is there,
+    switched on and importable, the pool's window and stride are 2x2, and x is C-contiguous."""
     return (use_numba and tuple(kernel_size) == WINDOW and tuple(stride) == WINDOW
-            and x.flags.c_contiguous)
+            and x.flags.c_contiguous and _kernels() is not None)
 
 
 # ----- the loops: x (N, C, H, W), g and winner (N, C, H // 2, W // 2), per-channel arrays (C,) -----------
@@ -123,9 +124,17 @@ def _compile(loop, **options):
 
 
 def _kernels():
-    """The three loops compiled (numba is imported on first use, so ``import minigrad`` does not wait for it)."""
-    global _compiled
+    """The three loops compiled (numba is imported on first use, so ``import minigrad`` does not wait for it),
+    or None, with a warning, when numba is installed but cannot be imported (built for another NumPy)."""
+    global _compiled, use_numba
     if _compiled is None:
+        try:
+            import numba  # noqa: F401
+        except ImportError as error:
+            use_numba = False
+            warnings.warn(f"minigrad: numba is installed but cannot be imported ({error}); batch norm and "
+                          f"max-pool run on NumPy's passes", RuntimeWarning, stacklevel=2)
+            return None
         # the sums may be reassociated, so that the compiler can vectorize them; they are float64
         _compiled = (_compile(_normalize_max_pool), _compile(_max_pool_gradient_sums, fastmath={"reassoc"}),
                      _compile(_max_pool_input_gradient))
@@ -150,7 +159,8 @@ def normalize_max_pool(x, mean, invstd, weight, bias, kernel_size, stride):
     best = np.empty((n, channels, height // 2, width // 2), dtype=x.dtype)
     winner = np.empty(best.shape, dtype=np.int16)
     per_channel = (_per_channel(mean, x.dtype), _per_channel(cpu_fast.affine_scale(invstd, weight), x.dtype),
-                   np.zeros(channels, dtype=x.dtype) if bias is None else _per_channel(bias, x.dtype))
+                   # no bias: + (-0.0), which leaves every value as it is, -0.0 included
+                   np.full(channels, -0.0, dtype=x.dtype) if bias is None else _per_channel(bias, x.dtype))
     loop = _kernels()[0]
 
     def chunk(start, stop):
