@@ -476,10 +476,16 @@ def run_training(arguments):
     run.say(f"minigrad {mg.__version__}: {args.model} on Fashion-MNIST ({len(run.train_set)} train, "
             f"{len(run.test_set)} test), {device}, {world_size} rank(s), batch {args.batch_size} "
             f"({run.per_rank_batch} per rank), {args.optimizer} lr {args.lr}, schedule {args.schedule}, "
-            f"{threads.threads} thread(s) per rank"
-            + (", numba kernels" if device == "cpu" and mg.nn.cpu_kernels.use_numba else ""))
+            f"{threads.threads} thread(s) per rank" + (", numba kernels" if uses_numba(run.model, device) else ""))
     with (open(args.log, "a") if (args.log and run.main_process) else contextlib.nullcontext()) as log:
         return train_epochs(run, log, stop)
+
+
+def uses_numba(model, device):
+    """Whether the model's batch norm and max-pool blocks run as minigrad's compiled CPU loops
+    (minigrad/nn/cpu_kernels.py): on the CPU, with numba, for a model with BatchNorm2d (not SyncBatchNorm)."""
+    return (device == "cpu" and mg.nn.cpu_kernels.use_numba
+            and any(type(module) is mg.nn.BatchNorm2d for module in model.modules()))
 
 
 def main(argv=None):

@@ -37,6 +37,8 @@ def final_weights(tmp_path):
 def test_a_short_run_writes_log_checkpoint_and_plot(tmp_path):
     result = train(tmp_path, "--epochs", "2", "--log", "metrics.jsonl", "--plot", "curves.png")
     assert "epoch   2/2" in result.stdout and "done: test accuracy" in result.stdout
+    # the header says when batch norm and max-pool run as compiled loops (minigrad/nn/cpu_kernels.py)
+    assert (", numba kernels" in result.stdout.splitlines()[0]) == mg.nn.cpu_kernels.use_numba
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert set(records[0]) == {"epoch", "step", "loss", "accuracy", "test_loss", "test_accuracy", "lr",
