@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minigrad as mg  # noqa: E402
 import minigrad.nn as nn  # noqa: E402
 import minigrad.nn.functional as F  # noqa: E402
-from benchmarks.machine import cpu_name, median_ms  # noqa: E402
+from benchmarks.machine import cpu_name, median_ms, numba_version  # noqa: E402
 
 torch.set_num_threads(args.threads)
 BATCH = 128
@@ -147,13 +147,6 @@ def torch_default_cnn():
                         t.Flatten(), t.Linear(64 * 7 * 7, 128), t.ReLU(), t.Dropout(0.25), t.Linear(128, 10))
 
 
-def _numba_version():
-    if not nn.cpu_kernels.use_numba:
-        return None
-    import numba
-    return numba.__version__
-
-
 def op_overhead():
     """Time per tiny op: the fixed cost of building and running one graph node."""
     a = mg.tensor(np.ones(4, dtype=np.float32), requires_grad=True)
@@ -224,7 +217,7 @@ def main():
         "load_average": os.getloadavg(),
         # numba's version when minigrad's compiled CPU kernels ran (minigrad/nn/cpu_kernels.py), else None
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-                     "numba": _numba_version(),
+                     "numba": numba_version(),
                      "minigrad": mg.__version__},
         "blas": blas,
         "ms_per_step": {name: row for name, row in rows},

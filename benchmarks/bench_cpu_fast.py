@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minigrad as mg  # noqa: E402
-from benchmarks.machine import cpu_name  # noqa: E402
+from benchmarks.machine import cpu_name, numba_version  # noqa: E402
 from minigrad.nn import batchnorm, cpu_fast, cpu_kernels, pooling  # noqa: E402
 
 
@@ -90,13 +90,6 @@ def max_pool_cases(rng, shape):
                                              lambda: cpu_fast.max_pool2d_backward(grad, winner, shape, (2, 2), (2, 2)))}
 
 
-def _numba_version():
-    if not cpu_kernels.use_numba:
-        return None
-    import numba
-    return numba.__version__
-
-
 def fused_cases(rng, shape):
     """BatchNormMaxPool's three passes: cpu_fast.py's NumPy passes against cpu_kernels.py's loops."""
     x = rng.standard_normal(shape, dtype=np.float32)
@@ -143,7 +136,7 @@ def main():
                 cells.append(f"{twin['cpu_median'] / fast['cpu_median']:.2f}x")
         print(f"| {name} | {' | '.join(cells)} |")
     result = {"benchmark": "fast CPU steps against their NumPy twins", "date": time.strftime("%Y-%m-%d"),
-              "cpu": cpu_name(), "rounds": args.rounds, "numpy": np.__version__, "numba": _numba_version(),
+              "cpu": cpu_name(), "rounds": args.rounds, "numpy": np.__version__, "numba": numba_version(),
               "load_average": os.getloadavg(),  # other processes' load: a shared machine inflates wall times
               "ms_per_call": {name: {f"{threads}_threads": row for threads, row in by_threads.items()}
                               for name, by_threads in rows.items()}}

@@ -26,3 +26,12 @@ def median_ms(step, repeats, warmup=5):
         step()
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
+
+
+def numba_version():
+    """numba's version when minigrad's compiled CPU kernels run (minigrad/nn/cpu_kernels.py), else None."""
+    from minigrad.nn import cpu_kernels
+    if not cpu_kernels.use_numba:
+        return None
+    import numba
+    return numba.__version__
